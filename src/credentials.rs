@@ -1,0 +1,110 @@
+//! Claude Code credentials: validation, a redacted summary, and which of two documents is newer.
+//!
+//! Bytes are kept as they are (unknown fields survive); this module only reads them. No function
+//! here puts any part of the document into an error message.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// What may be said about a credentials document without revealing a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// `claudeAiOauth.expiresAt`, epoch milliseconds.
+    pub expires_at: Option<i64>,
+    /// `claudeAiOauth.subscriptionType`.
+    pub subscription_type: Option<String>,
+    /// Whether `scopes` includes `user:inference` (Claude Code's test for a usable login).
+    pub inference: bool,
+}
+
+/// Why a document is not usable credentials. The reason never quotes the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    NotJson,
+    NotAnObject,
+    NoOauth,
+    NoAccessToken,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Invalid::NotJson => "it is not valid JSON",
+            Invalid::NotAnObject => "it is not a JSON object",
+            Invalid::NoOauth => "it has no claudeAiOauth object",
+            Invalid::NoAccessToken => "claudeAiOauth.accessToken is missing or empty",
+        })
+    }
+}
+
+/// Checks that `bytes` are credentials Claude Code can use and summarises them.
+pub fn validate(bytes: &[u8]) -> Result<Summary, Invalid> {
+    let doc: Value = serde_json::from_slice(bytes).map_err(|_| Invalid::NotJson)?;
+    let obj = doc.as_object().ok_or(Invalid::NotAnObject)?;
+    let oauth = obj
+        .get("claudeAiOauth")
+        .and_then(Value::as_object)
+        .ok_or(Invalid::NoOauth)?;
+    match oauth.get("accessToken").and_then(Value::as_str) {
+        Some(token) if !token.is_empty() => {}
+        _ => return Err(Invalid::NoAccessToken),
+    }
+    let expires_at = oauth
+        .get("expiresAt")
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+    let subscription_type = oauth
+        .get("subscriptionType")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let inference = oauth
+        .get("scopes")
+        .and_then(Value::as_array)
+        .is_some_and(|scopes| scopes.iter().any(|s| s.as_str() == Some("user:inference")));
+    Ok(Summary {
+        expires_at,
+        subscription_type,
+        inference,
+    })
+}
+
+/// Whether `candidate` may replace `current`: it must not expire earlier. A document without an
+/// expiry never replaces one with an expiry; anything valid replaces nothing.
+pub fn may_replace(candidate: &Summary, current: Option<&Summary>) -> bool {
+    match current {
+        None => true,
+        Some(current) => match (candidate.expires_at, current.expires_at) {
+            (Some(new), Some(old)) => new >= old,
+            (None, Some(_)) => false,
+            (_, None) => true,
+        },
+    }
+}
+
+/// The summary reported by `status` and `profile show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub present: bool,
+    pub expires_at: Option<i64>,
+    pub subscription_type: Option<String>,
+}
+
+impl Report {
+    pub fn of(bytes: Option<&[u8]>) -> Report {
+        match bytes.map(validate) {
+            Some(Ok(Summary {
+                expires_at,
+                subscription_type,
+                inference: _,
+            })) => Report {
+                present: true,
+                expires_at,
+                subscription_type,
+            },
+            _ => Report {
+                present: false,
+                expires_at: None,
+                subscription_type: None,
+            },
+        }
+    }
+}

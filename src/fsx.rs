@@ -1,0 +1,269 @@
+//! File-system primitives: atomic writes and copies, private directories, symlink swaps, moves.
+//!
+//! Every write that another process may read goes through a temp sibling, fsync and rename, so a
+//! reader sees the old bytes or the new bytes, never a mix, and a crash leaves no partial file.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+
+use crate::platform;
+
+/// Prefix of every temp file this crate creates; sweeps and mirrors skip names that carry it.
+pub const TEMP_PREFIX: &str = ".clauth-tmp-";
+
+/// Mode of credentials and every other store file.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Mode of store directories.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    // tempfile creates the file 0600 with O_EXCL, so it is never readable by others, even briefly.
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+}
+
+fn parent_of(path: &Path) -> Result<&Path> {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .with_context(|| format!("{} has no parent directory", path.display()))
+}
+
+/// Writes `bytes` to `path` atomically with permission bits `mode`.
+pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = parent_of(path)?;
+    let mut tmp =
+        temp_in(dir).with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    platform::set_mode(tmp.path(), mode)
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Copies `src` to `dst` atomically and durably, keeping the modification time and, when `mode`
+/// is given, setting those permission bits (otherwise the source's are kept). Returns the
+/// metadata of what was written.
+pub fn copy_file_atomic(src: &Path, dst: &Path, mode: Option<u32>) -> Result<fs::Metadata> {
+    copy_file(src, dst, mode, true)
+}
+
+/// The same as [`copy_file_atomic`] without fsync: a crash may lose the copy but never shows a
+/// partial one. For mirror copies, whose source stays in place until the next sync.
+pub fn copy_file_fast(src: &Path, dst: &Path) -> Result<fs::Metadata> {
+    copy_file(src, dst, None, false)
+}
+
+fn copy_file(src: &Path, dst: &Path, mode: Option<u32>, durable: bool) -> Result<fs::Metadata> {
+    let dir = parent_of(dst)?;
+    let mut input = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
+    let meta = input
+        .metadata()
+        .with_context(|| format!("cannot stat {}", src.display()))?;
+    let mut tmp =
+        temp_in(dir).with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
+    // io::copy between two files uses copy_file_range (reflinks where the file system has them).
+    io::copy(&mut input, tmp.as_file_mut())
+        .and_then(|_| {
+            if durable {
+                tmp.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
+        .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+    let bits = mode
+        .or_else(|| platform::mode_of(&meta))
+        .unwrap_or(PRIVATE_FILE);
+    platform::set_mode(tmp.path(), bits)
+        .with_context(|| format!("cannot set the mode of {}", dst.display()))?;
+    if let Ok(mtime) = meta.modified() {
+        tmp.as_file()
+            .set_modified(mtime)
+            .with_context(|| format!("cannot set the time of {}", dst.display()))?;
+    }
+    // Stat the open temp file, not the path: after the rename it is the same inode, and nothing
+    // written to the path after the rename can slip into what the caller records.
+    let written = tmp
+        .as_file()
+        .metadata()
+        .with_context(|| format!("cannot stat {}", dst.display()))?;
+    tmp.persist(dst)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", dst.display()))?;
+    if durable {
+        sync_dir(dir);
+    }
+    Ok(written)
+}
+
+/// Best-effort fsync of a directory so a rename inside it survives a power cut.
+pub fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// Creates `path` (and missing parents) and gives it `mode`.
+pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => anyhow::bail!("{} exists and is not a directory", path.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
+    }
+    fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    platform::set_mode(path, mode)
+        .with_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
+/// Points `link` at `target`, replacing whatever is at `link` in one rename.
+pub fn replace_with_symlink(target: &Path, link: &Path) -> Result<()> {
+    let dir = parent_of(link)?;
+    let tmp = unique_sibling(dir, "link");
+    platform::symlink(target, &tmp)
+        .with_context(|| format!("cannot create a symlink in {}", dir.display()))?;
+    if let Err(e) = fs::rename(&tmp, link) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot replace {}", link.display()));
+    }
+    Ok(())
+}
+
+/// A fresh name in `dir` carrying the temp prefix.
+pub fn unique_sibling(dir: &Path, what: &str) -> PathBuf {
+    dir.join(format!(
+        "{TEMP_PREFIX}{what}-{}",
+        crate::session::random_hex(8)
+    ))
+}
+
+/// Whether symlinks can be created in `dir`.
+pub fn symlinks_work(dir: &Path) -> bool {
+    let link = unique_sibling(dir, "probe");
+    let ok = platform::symlink(Path::new("."), &link).is_ok();
+    let _ = fs::remove_file(&link);
+    ok
+}
+
+/// Removes a file, symlink or directory tree; a missing path is not an error. Never follows a
+/// symlink.
+pub fn remove_entry(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+    .with_context(|| format!("cannot remove {}", path.display()))
+}
+
+/// Moves `src` to `dst` (which must not exist), by rename or, across file systems, by copy and
+/// removal. The copy completes before the source is removed.
+pub fn move_entry(src: &Path, dst: &Path) -> Result<()> {
+    match fs::rename(src, dst) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(18) => {
+            // EXDEV: a different file system.
+            copy_tree(src, dst)?;
+            remove_entry(src)
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot move {} to {}", src.display(), dst.display()))
+        }
+    }
+}
+
+/// Copies a file or directory tree, keeping modification times; symlinks are copied as links.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let meta =
+        fs::symlink_metadata(src).with_context(|| format!("cannot stat {}", src.display()))?;
+    if meta.file_type().is_symlink() {
+        let target =
+            fs::read_link(src).with_context(|| format!("cannot read {}", src.display()))?;
+        platform::symlink(&target, dst)
+            .with_context(|| format!("cannot create {}", dst.display()))?;
+    } else if meta.is_dir() {
+        fs::create_dir(dst).with_context(|| format!("cannot create {}", dst.display()))?;
+        for entry in fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
+            let entry = entry.with_context(|| format!("cannot read {}", src.display()))?;
+            copy_tree(&entry.path(), &dst.join(entry.file_name()))?;
+        }
+        if let Some(bits) = platform::mode_of(&meta) {
+            let _ = platform::set_mode(dst, bits);
+        }
+        set_dir_mtime(dst, &meta);
+    } else {
+        copy_file_fast(src, dst)?;
+    }
+    Ok(())
+}
+
+fn set_dir_mtime(dir: &Path, meta: &fs::Metadata) {
+    if let (Ok(mtime), Ok(f)) = (meta.modified(), File::open(dir)) {
+        let _ = f.set_modified(mtime);
+    }
+}
+
+/// What tells whether a file changed without reading it: size, modification time and file id
+/// (a rename-over gives a new id even within one timestamp tick).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+}
+
+impl Stamp {
+    pub fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta) as i64,
+            ino: platform::file_id(meta),
+        }
+    }
+
+    /// The stamp of whatever is at `path` (not following a symlink), or `None`.
+    pub fn at(path: &Path) -> Result<Option<Stamp>> {
+        Ok(lstat_optional(path)?.map(|m| Stamp::of(&m)))
+    }
+}
+
+/// Modification time in nanoseconds since the epoch (0 when unknown).
+pub fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Reads a file, or `None` when it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// `symlink_metadata`, or `None` when nothing is there.
+pub fn lstat_optional(path: &Path) -> Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot stat {}", path.display())),
+    }
+}

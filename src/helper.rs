@@ -1,0 +1,105 @@
+//! The helper's side of the protocol: decoded requests dispatched to the runtime, one-shot
+//! framing over any reader and writer.
+
+use std::io::{Read, Write};
+
+use serde_json::Value;
+
+use crate::error::{CodedError, ErrorCode, code_of, message_of};
+use crate::layout::Layout;
+use crate::protocol::{self, LinkModeField, Request, Verb};
+use crate::runtime::{self, AcquireOptions, LinkModeRequest};
+
+/// Turns any failure into the coded error the wire carries.
+pub fn to_coded(err: &anyhow::Error) -> CodedError {
+    CodedError {
+        code: code_of(err),
+        message: message_of(err),
+    }
+}
+
+/// Runs one decoded request. `serve_session` is set by `serve` for acquires it will hold.
+pub fn dispatch(
+    layout: &Layout,
+    request: Request,
+    serve_session: Option<String>,
+) -> anyhow::Result<Value> {
+    Ok(match request {
+        Request::Acquire {
+            profile,
+            owner_pid,
+            lease_ms,
+            link_mode,
+        } => {
+            let opts = AcquireOptions {
+                profile,
+                owner_pid,
+                lease_ms,
+                link_mode: link_mode.map(|m| match m {
+                    LinkModeField::Auto => LinkModeRequest::Auto,
+                    LinkModeField::Real => LinkModeRequest::Real,
+                    LinkModeField::Fake => LinkModeRequest::Fake,
+                }),
+                serve_session,
+            };
+            serde_json::to_value(runtime::acquire(layout, &opts)?)?
+        }
+        Request::Tick { session } => serde_json::to_value(runtime::tick(layout, &session)?)?,
+        Request::Release { session } => serde_json::to_value(runtime::release(layout, &session)?)?,
+        Request::Status { profile } => {
+            serde_json::to_value(runtime::status(layout, profile.as_deref())?)?
+        }
+    })
+}
+
+/// Answers one request of `verb` read from `bytes`; the response is a full envelope.
+pub fn answer(layout: Result<&Layout, &CodedError>, verb: &str, bytes: &[u8]) -> Value {
+    let result = (|| -> Result<Value, CodedError> {
+        let obj = protocol::parse_object(bytes)?;
+        let verb = Verb::parse(verb).ok_or_else(|| unknown_verb(verb))?;
+        let request = protocol::decode(verb, &obj)?;
+        let layout = layout.map_err(Clone::clone)?;
+        dispatch(layout, request, None).map_err(|e| to_coded(&e))
+    })();
+    match result {
+        Ok(body) => protocol::success(None, &body),
+        Err(err) => protocol::failure(None, &err),
+    }
+}
+
+pub fn unknown_verb(verb: &str) -> CodedError {
+    let shown: String = verb.chars().take(40).collect();
+    CodedError {
+        code: ErrorCode::UnknownVerb,
+        message: format!(
+            "{shown:?} is not a verb of protocol {}; the verbs are acquire, tick, release and status",
+            protocol::PROTOCOL_VERSION
+        ),
+    }
+}
+
+/// One-shot framing: one JSON object from `input`, one line to `output`. Returns whether the
+/// response was `ok`, which decides the exit status.
+pub fn oneshot(
+    layout: Result<&Layout, &CodedError>,
+    verb: &str,
+    input: &mut impl Read,
+    output: &mut impl Write,
+) -> bool {
+    let mut bytes = Vec::new();
+    let limit = protocol::MAX_REQUEST_BYTES as u64 + 1;
+    let response = match input.take(limit).read_to_end(&mut bytes) {
+        Ok(_) => answer(layout, verb, &bytes),
+        Err(e) => protocol::failure(
+            None,
+            &CodedError {
+                code: ErrorCode::Io,
+                message: format!("cannot read the request from standard input: {e}"),
+            },
+        ),
+    };
+    let ok = response.get("ok") == Some(&Value::Bool(true));
+    let _ = output.write_all(&protocol::encode_line(&response));
+    let _ = output.flush();
+    ok
+}

@@ -1,0 +1,184 @@
+//! Every path the program uses, built once from the environment and passed down.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::error::{ErrorCode, coded};
+use crate::fsx;
+use crate::platform;
+
+/// Default time to wait for the state lock before answering `lock_timeout`.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The store and the claude home, resolved from the environment.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// `$CLAUTH_HOME`, default `~/.clauth`.
+    pub store: PathBuf,
+    /// `~/.claude`.
+    pub claude_home: PathBuf,
+    /// `~/.claude.json`.
+    pub claude_json: PathBuf,
+    /// How long to wait for the state lock.
+    pub lock_timeout: Duration,
+    /// `$CLAUTH_LINK_MODE`, when set.
+    pub link_mode_env: Option<String>,
+}
+
+impl Layout {
+    /// Builds the layout from the process environment.
+    pub fn from_env() -> Result<Layout> {
+        Layout::from_vars(|key| std::env::var_os(key))
+    }
+
+    /// Builds the layout from any source of environment variables (tests pass their own).
+    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Result<Layout> {
+        let non_empty = |key: &str| var(key).filter(|v| !v.is_empty());
+        let home = non_empty("HOME")
+            .or_else(|| non_empty("USERPROFILE"))
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                coded(
+                    ErrorCode::ClaudeHomeMissing,
+                    "neither HOME nor USERPROFILE is set, so there is no claude home",
+                )
+            })?;
+        let store = non_empty("CLAUTH_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".clauth"));
+        let store = absolute(&store)?;
+        let home = absolute(&home)?;
+        let lock_timeout = match non_empty("CLAUTH_LOCK_TIMEOUT_MS") {
+            None => DEFAULT_LOCK_TIMEOUT,
+            Some(v) => {
+                let ms: u64 = v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                    coded(
+                        ErrorCode::InvalidRequest,
+                        "CLAUTH_LOCK_TIMEOUT_MS must be a whole number of milliseconds",
+                    )
+                })?;
+                Duration::from_millis(ms)
+            }
+        };
+        let link_mode_env = non_empty("CLAUTH_LINK_MODE").map(|v| v.to_string_lossy().into_owned());
+        Ok(Layout {
+            store,
+            claude_home: home.join(".claude"),
+            claude_json: home.join(".claude.json"),
+            lock_timeout,
+            link_mode_env,
+        })
+    }
+
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.store.join("profiles")
+    }
+    pub fn profile_dir(&self, name: &str) -> PathBuf {
+        self.profiles_dir().join(name)
+    }
+    pub fn profile_credentials(&self, name: &str) -> PathBuf {
+        self.profile_dir(name).join("credentials.json")
+    }
+    pub fn profile_config(&self, name: &str) -> PathBuf {
+        self.profile_dir(name).join("profile.json")
+    }
+    /// The account-bound keys of `.claude.json` that belong to this profile.
+    pub fn profile_account(&self, name: &str) -> PathBuf {
+        self.profile_dir(name).join("account.json")
+    }
+    pub fn runtimes_dir(&self) -> PathBuf {
+        self.store.join("runtimes")
+    }
+    /// The runtime's own directory: its config dir and its sync state.
+    pub fn runtime_dir(&self, name: &str) -> PathBuf {
+        self.runtimes_dir().join(name)
+    }
+    /// The directory handed to Claude Code as `CLAUDE_CONFIG_DIR`.
+    pub fn runtime_config_dir(&self, name: &str) -> PathBuf {
+        self.runtime_dir(name).join("config")
+    }
+    pub fn runtime_state(&self, name: &str) -> PathBuf {
+        self.runtime_dir(name).join("state.json")
+    }
+    pub fn runtime_manifest(&self, name: &str) -> PathBuf {
+        self.runtime_dir(name).join("manifest.tsv")
+    }
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.store.join("sessions")
+    }
+    pub fn session_record(&self, id: &str) -> PathBuf {
+        self.sessions_dir().join(format!("{id}.json"))
+    }
+    pub fn session_lock(&self, id: &str) -> PathBuf {
+        self.sessions_dir().join(format!("{id}.lock"))
+    }
+    pub fn state_lock(&self) -> PathBuf {
+        self.store.join("state.lock")
+    }
+
+    /// Fails with `claude_home_missing` unless `~/.claude` is a directory.
+    pub fn require_claude_home(&self) -> Result<()> {
+        if self.claude_home.is_dir() {
+            Ok(())
+        } else {
+            Err(coded(
+                ErrorCode::ClaudeHomeMissing,
+                format!(
+                    "the claude home {} does not exist; run Claude Code once or create it",
+                    self.claude_home.display()
+                ),
+            ))
+        }
+    }
+
+    /// Creates the store (0700) if needed and refuses one that is a symlink or someone else's.
+    pub fn ensure_store(&self) -> Result<()> {
+        check_private_dir(&self.store)?;
+        fsx::ensure_dir(&self.store, fsx::PRIVATE_DIR)?;
+        for dir in [
+            self.profiles_dir(),
+            self.runtimes_dir(),
+            self.sessions_dir(),
+        ] {
+            check_private_dir(&dir)?;
+            fsx::ensure_dir(&dir, fsx::PRIVATE_DIR)?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a store directory that is a symlink or owned by another user (absent is fine).
+pub fn check_private_dir(path: &Path) -> Result<()> {
+    let Some(meta) = fsx::lstat_optional(path)? else {
+        return Ok(());
+    };
+    if meta.file_type().is_symlink() {
+        return Err(coded(
+            ErrorCode::UnsafeStore,
+            format!(
+                "{} is a symlink; the store and its directories must be real directories",
+                path.display()
+            ),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(coded(
+            ErrorCode::UnsafeStore,
+            format!("{} is not a directory", path.display()),
+        ));
+    }
+    if !platform::owned_by_current_user(&meta) {
+        return Err(coded(
+            ErrorCode::UnsafeStore,
+            format!("{} is owned by another user", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    Ok(std::path::absolute(path)?)
+}

@@ -1,0 +1,275 @@
+//! The command line: parse, call the library, print, exit.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use clauth_helper::error::{CodedError, ErrorCode, code_of, coded, message_of};
+use clauth_helper::helper;
+use clauth_helper::layout::Layout;
+use clauth_helper::profile::{self, CredentialSource};
+use clauth_helper::runtime;
+
+#[derive(Parser)]
+#[command(
+    name = "clauth-helper",
+    version,
+    about = "Run Claude Code under several accounts at once, safely."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Protocol: start a session of a profile (JSON request on stdin, response on stdout).
+    Acquire,
+    /// Protocol: save refreshed credentials and sync files for a session.
+    Tick,
+    /// Protocol: end a session; the last one tears the runtime down.
+    Release,
+    /// Protocol: profiles, live sessions, runtimes and credential expiry (never tokens).
+    Status,
+    /// Manage profiles (one per account).
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Reclaim runtimes left without a live session (after a crash), after a final sync.
+    Gc,
+    #[command(external_subcommand)]
+    Unknown(Vec<String>),
+}
+
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// Create a profile.
+    Add(AddArgs),
+    /// List profiles.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one profile (credentials are summarised, never printed).
+    Show {
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a profile (refused while it has a live session).
+    Remove { name: String },
+}
+
+#[derive(Args)]
+struct AddArgs {
+    /// Profile name: 1-64 letters, digits, '-', '_', '.', not starting with '.'.
+    name: String,
+    /// Copy the credentials Claude Code saved in ~/.claude/.credentials.json.
+    #[arg(long, conflicts_with = "credentials")]
+    from_claude: bool,
+    /// Read credentials JSON from FILE ('-' for standard input).
+    #[arg(long, value_name = "FILE")]
+    credentials: Option<PathBuf>,
+    /// Environment for Claude Code under this profile, merged into settings.json's env block.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Update an existing profile (refused while it has a live session).
+    #[arg(long)]
+    replace: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let layout = Layout::from_env();
+    match cli.command {
+        Command::Acquire => oneshot(&layout, "acquire"),
+        Command::Tick => oneshot(&layout, "tick"),
+        Command::Release => oneshot(&layout, "release"),
+        Command::Status => oneshot(&layout, "status"),
+        Command::Unknown(args) => {
+            let verb = args.first().map(String::as_str).unwrap_or("");
+            eprintln!("clauth-helper: {verb:?} is not a command; see `clauth-helper --help`");
+            oneshot(&layout, verb)
+        }
+        Command::Profile(cmd) => human(layout.and_then(|l| profile_command(&l, cmd))),
+        Command::Gc => human(layout.and_then(|l| {
+            let collected = runtime::gc(&l)?;
+            println!("{}", serde_json::to_string_pretty(&collected)?);
+            Ok(())
+        })),
+    }
+}
+
+fn oneshot(layout: &anyhow::Result<Layout>, verb: &str) -> ExitCode {
+    let coded_err = layout.as_ref().err().map(|e| CodedError {
+        code: code_of(e),
+        message: message_of(e),
+    });
+    let layout = match (layout, &coded_err) {
+        (Ok(l), _) => Ok(l),
+        (Err(_), Some(e)) => Err(e),
+        (Err(_), None) => unreachable!("an error always has a coded form"),
+    };
+    let ok = helper::oneshot(
+        layout,
+        verb,
+        &mut io::stdin().lock(),
+        &mut io::stdout().lock(),
+    );
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn human(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clauth-helper: error[{}]: {}", code_of(&e), message_of(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn profile_command(layout: &Layout, cmd: ProfileCommand) -> anyhow::Result<()> {
+    match cmd {
+        ProfileCommand::Add(args) => {
+            let mut env = BTreeMap::new();
+            for pair in &args.env {
+                // The value may be a secret: the message does not repeat the argument.
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    coded(
+                        ErrorCode::InvalidRequest,
+                        "--env takes KEY=VALUE, and one of them has no '='",
+                    )
+                })?;
+                env.insert(k.to_owned(), v.to_owned());
+            }
+            let source = if args.from_claude {
+                CredentialSource::FromClaude
+            } else if let Some(path) = &args.credentials {
+                let mut bytes = Vec::new();
+                if path.as_os_str() == "-" {
+                    io::stdin().read_to_end(&mut bytes)?;
+                } else {
+                    bytes = std::fs::read(path).map_err(|e| {
+                        coded(
+                            ErrorCode::InvalidCredentials,
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
+                }
+                CredentialSource::Bytes(bytes)
+            } else {
+                CredentialSource::None
+            };
+            runtime::add_profile(layout, &args.name, source, env, args.replace)?;
+            let status = runtime::profile_status_of(layout, &args.name)?;
+            eprintln!(
+                "profile {} {}; credentials: {}",
+                args.name,
+                if args.replace { "saved" } else { "added" },
+                describe_credentials(&status.credentials)
+            );
+            Ok(())
+        }
+        ProfileCommand::List { json } => {
+            let status = runtime::status(layout, None)?;
+            let mut out = io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&status.profiles)?)?;
+            } else if status.profiles.is_empty() {
+                eprintln!(
+                    "no profiles yet; add one with `clauth-helper profile add NAME --from-claude`"
+                );
+            } else {
+                for p in &status.profiles {
+                    writeln!(
+                        out,
+                        "{:<24} {:<3} session(s)  credentials: {}",
+                        p.name,
+                        p.sessions.len(),
+                        describe_credentials(&p.credentials)
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        ProfileCommand::Show { name, json } => {
+            let status = runtime::profile_status_of(layout, &name)?;
+            let config = profile::load_config(layout, &name)?;
+            let env: BTreeMap<&String, &str> = config
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        if profile::is_secret_key(k) {
+                            "<redacted>"
+                        } else {
+                            v.as_str()
+                        },
+                    )
+                })
+                .collect();
+            let mut out = io::stdout().lock();
+            if json {
+                let mut value = serde_json::to_value(&status)?;
+                value["env"] = serde_json::to_value(&env)?;
+                value["dir"] = serde_json::to_value(layout.profile_dir(&name))?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else {
+                writeln!(out, "profile:     {name}")?;
+                writeln!(out, "directory:   {}", layout.profile_dir(&name).display())?;
+                writeln!(
+                    out,
+                    "credentials: {}",
+                    describe_credentials(&status.credentials)
+                )?;
+                for (k, v) in &env {
+                    writeln!(out, "env:         {k}={v}")?;
+                }
+                match &status.runtime {
+                    Some(rt) => writeln!(
+                        out,
+                        "runtime:     {} ({} mode)",
+                        rt.config_dir.display(),
+                        rt.link_mode.as_str()
+                    )?,
+                    None => writeln!(out, "runtime:     none")?,
+                }
+                writeln!(out, "sessions:    {}", status.sessions.len())?;
+                for s in &status.sessions {
+                    writeln!(
+                        out,
+                        "  {} (owner pid {:?}, serve {})",
+                        s.session, s.owner_pid, s.serve
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        ProfileCommand::Remove { name } => {
+            runtime::remove_profile(layout, &name)?;
+            eprintln!("profile {name} removed");
+            Ok(())
+        }
+    }
+}
+
+fn describe_credentials(c: &clauth_helper::credentials::Report) -> String {
+    if !c.present {
+        return "none (log in inside a session)".into();
+    }
+    let sub = c.subscription_type.as_deref().unwrap_or("unknown plan");
+    match c.expires_at {
+        Some(ms) => format!("{sub}, access token expires at {ms} (epoch ms)"),
+        None => sub.to_owned(),
+    }
+}

@@ -1,0 +1,173 @@
+//! Every platform split in one place: symlinks, process identity, ownership and modes.
+//!
+//! Each public function forwards to `imp`, defined once per platform family.
+
+use std::io;
+use std::path::Path;
+
+/// Creates a symlink at `link` pointing to `target` (a file or a directory).
+pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    imp::symlink(target, link)
+}
+
+/// The start time of process `pid` in an opaque unit that is stable for the process's life, or
+/// `None` when no such process is running. Zombies count as dead.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    imp::process_start_time(pid)
+}
+
+/// Whether `pid` names a live process that started at `start` (when known).
+pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
+    match (process_start_time(pid), start) {
+        (None, _) => false,
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+    }
+}
+
+/// This process's id.
+pub fn current_pid() -> u32 {
+    std::process::id()
+}
+
+/// Sets the permission bits of `path` (ignored where the platform has none).
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    imp::set_mode(path, mode)
+}
+
+/// The permission bits of `meta`, or `None` where the platform has none.
+pub fn mode_of(meta: &std::fs::Metadata) -> Option<u32> {
+    imp::mode_of(meta)
+}
+
+/// Whether `meta` belongs to the user running this process (always true where unknowable).
+pub fn owned_by_current_user(meta: &std::fs::Metadata) -> bool {
+    imp::owned_by_current_user(meta)
+}
+
+/// An id of the file (inode) that changes when the path is replaced by rename; 0 where unknown.
+pub fn file_id(meta: &std::fs::Metadata) -> u64 {
+    imp::file_id(meta)
+}
+
+/// Sends `signal` to `pid`; used by `run` to forward signals to its child.
+pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
+    imp::send_signal(pid, signal)
+}
+
+#[cfg(unix)]
+mod imp {
+    use std::io;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+
+    #[cfg(target_os = "linux")]
+    pub fn process_start_time(pid: u32) -> Option<u64> {
+        if pid == 0 {
+            return None;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces and parentheses: fields resume after the last ')'.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?;
+        if state == "Z" || state == "X" {
+            return None;
+        }
+        // After the state come 18 fields; the 19th is starttime (field 22 of the whole line).
+        fields.nth(18)?.parse().ok()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn process_start_time(pid: u32) -> Option<u64> {
+        if pid == 0 || pid > i32::MAX as u32 {
+            return None;
+        }
+        // SAFETY: kill with signal 0 only checks that the process exists and may be signalled.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        if rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
+            // No portable start time here; 0 means "alive, start unknown".
+            Some(0)
+        } else {
+            None
+        }
+    }
+
+    pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+
+    pub fn mode_of(meta: &std::fs::Metadata) -> Option<u32> {
+        Some(meta.permissions().mode() & 0o7777)
+    }
+
+    pub fn owned_by_current_user(meta: &std::fs::Metadata) -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        meta.uid() == uid
+    }
+
+    pub fn file_id(meta: &std::fs::Metadata) -> u64 {
+        meta.ino()
+    }
+
+    pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
+        if pid == 0 || pid > i32::MAX as u32 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad pid"));
+        }
+        // SAFETY: kill has no memory-safety preconditions; the pid is a positive process id.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(windows)]
+mod imp {
+    use std::io;
+    use std::path::Path;
+
+    pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+        if target.is_dir() {
+            std::os::windows::fs::symlink_dir(target, link)
+        } else {
+            std::os::windows::fs::symlink_file(target, link)
+        }
+    }
+
+    pub fn process_start_time(pid: u32) -> Option<u64> {
+        // Without a process API here, only our own process is known to be alive; other owners
+        // are kept alive by leases or by a serve lock.
+        (pid == std::process::id()).then_some(0)
+    }
+
+    pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub fn mode_of(_meta: &std::fs::Metadata) -> Option<u32> {
+        None
+    }
+
+    pub fn owned_by_current_user(_meta: &std::fs::Metadata) -> bool {
+        true
+    }
+
+    pub fn file_id(_meta: &std::fs::Metadata) -> u64 {
+        0
+    }
+
+    pub fn send_signal(_pid: u32, _signal: i32) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "signals are not forwarded on Windows",
+        ))
+    }
+}

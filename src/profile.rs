@@ -1,0 +1,191 @@
+//! Profiles: names, their stored configuration and credentials, add/list/show/remove.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::credentials;
+use crate::error::{ErrorCode, coded};
+use crate::fsx;
+use crate::layout::{Layout, check_private_dir};
+
+/// A profile's stored configuration, `profiles/<name>/profile.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileConfig {
+    /// Merged into the `env` block of the runtime's `settings.json`; the profile wins.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Checks a profile name: 1 to 64 of letters, digits, `-`, `_`, `.`, not starting with `.`.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(coded(
+            ErrorCode::InvalidProfileName,
+            format!(
+                "{:?} is not a valid profile name: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'",
+                printable(name)
+            ),
+        ))
+    }
+}
+
+/// A name cut short for messages, so a huge request does not make a huge error.
+fn printable(name: &str) -> String {
+    name.chars().take(80).collect()
+}
+
+/// Fails with `profile_not_found` unless the (valid) profile exists.
+pub fn require(layout: &Layout, name: &str) -> Result<()> {
+    check_name(name)?;
+    let dir = layout.profile_dir(name);
+    if !dir.is_dir() {
+        return Err(coded(
+            ErrorCode::ProfileNotFound,
+            format!("no profile named {name}; create it with `clauth-helper profile add {name}`"),
+        ));
+    }
+    check_private_dir(&dir)
+}
+
+pub fn exists(layout: &Layout, name: &str) -> bool {
+    layout.profile_dir(name).is_dir()
+}
+
+pub fn load_config(layout: &Layout, name: &str) -> Result<ProfileConfig> {
+    match fsx::read_optional(&layout.profile_config(name))? {
+        None => Ok(ProfileConfig::default()),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("the configuration of profile {name} is damaged")),
+    }
+}
+
+/// The canonical credentials bytes of a profile, when it has any.
+pub fn read_credentials(layout: &Layout, name: &str) -> Result<Option<Vec<u8>>> {
+    fsx::read_optional(&layout.profile_credentials(name))
+}
+
+/// Saves credentials bytes, validated, as the profile's canonical file (0600, atomic).
+pub fn write_credentials(
+    layout: &Layout,
+    name: &str,
+    bytes: &[u8],
+) -> Result<credentials::Summary> {
+    let summary = credentials::validate(bytes).map_err(|why| {
+        coded(
+            ErrorCode::InvalidCredentials,
+            format!("the credentials are not usable: {why}"),
+        )
+    })?;
+    fsx::atomic_write(&layout.profile_credentials(name), bytes, fsx::PRIVATE_FILE)?;
+    Ok(summary)
+}
+
+/// Where `profile add` takes credentials from.
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    None,
+    /// `~/.claude/.credentials.json`.
+    FromClaude,
+    /// The bytes of a file (or standard input) the user named.
+    Bytes(Vec<u8>),
+}
+
+/// Creates a profile (or, with `replace`, updates one) under the state lock held by the caller.
+pub fn add(
+    layout: &Layout,
+    name: &str,
+    source: CredentialSource,
+    env: BTreeMap<String, String>,
+    replace: bool,
+) -> Result<()> {
+    check_name(name)?;
+    for key in env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(coded(
+                ErrorCode::InvalidRequest,
+                format!("{key:?} is not a valid environment variable name"),
+            ));
+        }
+    }
+    let bytes = match source {
+        CredentialSource::None => None,
+        CredentialSource::FromClaude => {
+            let path = layout.claude_home.join(".credentials.json");
+            Some(fsx::read_optional(&path)?.ok_or_else(|| {
+                coded(
+                    ErrorCode::InvalidCredentials,
+                    format!("{} does not exist; log in with Claude Code first, or use --credentials FILE", path.display()),
+                )
+            })?)
+        }
+        CredentialSource::Bytes(bytes) => Some(bytes),
+    };
+    // Validate before touching the store, so a bad file leaves everything as it was.
+    if let Some(bytes) = &bytes {
+        credentials::validate(bytes).map_err(|why| {
+            coded(
+                ErrorCode::InvalidCredentials,
+                format!("the credentials are not usable: {why}"),
+            )
+        })?;
+    }
+    let dir = layout.profile_dir(name);
+    if exists(layout, name) && !replace {
+        return Err(coded(
+            ErrorCode::ProfileExists,
+            format!("profile {name} already exists; pass --replace to update it"),
+        ));
+    }
+    check_private_dir(&dir)?;
+    fsx::ensure_dir(&dir, fsx::PRIVATE_DIR)?;
+    let config = ProfileConfig { env };
+    fsx::atomic_write(
+        &layout.profile_config(name),
+        &serde_json::to_vec_pretty(&config)?,
+        fsx::PRIVATE_FILE,
+    )?;
+    if let Some(bytes) = bytes {
+        write_credentials(layout, name, &bytes)?;
+    }
+    Ok(())
+}
+
+/// Every profile name in the store, sorted.
+pub fn list(layout: &Layout) -> Result<Vec<String>> {
+    let dir = layout.profiles_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        if let Some(name) = entry.file_name().to_str()
+            && check_name(name).is_ok()
+            && entry.path().is_dir()
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Whether an environment variable's value should be hidden when shown.
+pub fn is_secret_key(key: &str) -> bool {
+    let upper = key.to_ascii_uppercase();
+    ["TOKEN", "KEY", "SECRET", "PASSWORD", "AUTH"]
+        .iter()
+        .any(|w| upper.contains(w))
+}

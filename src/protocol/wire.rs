@@ -1,0 +1,211 @@
+//! Wire types of protocol v1 and their codec.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{CodedError, ErrorCode};
+
+/// The protocol version this binary speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// Every protocol version this binary answers.
+pub const SUPPORTED_VERSIONS: &[u64] = &[1];
+
+/// Requests larger than this are refused before parsing.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// The verbs of protocol v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Acquire,
+    Tick,
+    Release,
+    Status,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 4] = [Verb::Acquire, Verb::Tick, Verb::Release, Verb::Status];
+
+    pub fn parse(s: &str) -> Option<Verb> {
+        Verb::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Acquire => "acquire",
+            Verb::Tick => "tick",
+            Verb::Release => "release",
+            Verb::Status => "status",
+        }
+    }
+}
+
+/// `link_mode` as a request may give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkModeField {
+    Auto,
+    Real,
+    Fake,
+}
+
+/// A decoded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Acquire {
+        profile: String,
+        owner_pid: Option<u32>,
+        lease_ms: Option<u64>,
+        link_mode: Option<LinkModeField>,
+    },
+    Tick {
+        session: String,
+    },
+    Release {
+        session: String,
+    },
+    Status {
+        profile: Option<String>,
+    },
+}
+
+fn invalid(message: impl Into<String>) -> CodedError {
+    CodedError {
+        code: ErrorCode::InvalidRequest,
+        message: message.into(),
+    }
+}
+
+/// Parses request bytes into a JSON object (no verb-specific checks yet).
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, CodedError> {
+    if bytes.len() > MAX_REQUEST_BYTES {
+        return Err(invalid(format!(
+            "the request is larger than {MAX_REQUEST_BYTES} bytes"
+        )));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| invalid("the request is not valid UTF-8"))?;
+    if text.trim().is_empty() {
+        return Err(invalid("the request is empty; send one JSON object"));
+    }
+    // serde_json's messages name positions, never values, for syntax errors.
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| invalid(format!("the request is not valid JSON: {e}")))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(invalid("the request must be a JSON object")),
+    }
+}
+
+/// Checks the optional `protocol` field of a request.
+pub fn check_version(obj: &Map<String, Value>) -> Result<(), CodedError> {
+    match obj.get("protocol") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if SUPPORTED_VERSIONS.contains(&v) => Ok(()),
+            _ => Err(CodedError {
+                code: ErrorCode::UnsupportedProtocol,
+                message: format!(
+                    "protocol {n} is not supported; this helper speaks protocol {PROTOCOL_VERSION}"
+                ),
+            }),
+        },
+        Some(_) => Err(invalid("protocol must be a number")),
+    }
+}
+
+fn string_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    required: bool,
+) -> Result<Option<String>, CodedError> {
+    match obj.get(key) {
+        None | Some(Value::Null) if !required => Ok(None),
+        None | Some(Value::Null) => Err(invalid(format!("{key} is required"))),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(format!("{key} must be a string"))),
+    }
+}
+
+fn positive_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    max: u64,
+) -> Result<Option<u64>, CodedError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v >= 1 && v <= max => Ok(Some(v)),
+            _ => Err(invalid(format!(
+                "{key} must be a whole number from 1 to {max}"
+            ))),
+        },
+        Some(_) => Err(invalid(format!("{key} must be a number"))),
+    }
+}
+
+/// The longest lease a request may ask for: 30 days.
+pub const MAX_LEASE_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// Decodes the request of `verb` from its JSON object. Unknown fields are ignored.
+pub fn decode(verb: Verb, obj: &Map<String, Value>) -> Result<Request, CodedError> {
+    check_version(obj)?;
+    Ok(match verb {
+        Verb::Acquire => Request::Acquire {
+            profile: string_field(obj, "profile", true)?.unwrap_or_default(),
+            owner_pid: positive_field(obj, "owner_pid", i32::MAX as u64)?.map(|p| p as u32),
+            lease_ms: positive_field(obj, "lease_ms", MAX_LEASE_MS)?,
+            link_mode: match string_field(obj, "link_mode", false)?.as_deref() {
+                None => None,
+                Some("auto") => Some(LinkModeField::Auto),
+                Some("real") => Some(LinkModeField::Real),
+                Some("fake") => Some(LinkModeField::Fake),
+                Some(_) => return Err(invalid("link_mode must be \"auto\", \"real\" or \"fake\"")),
+            },
+        },
+        Verb::Tick => Request::Tick {
+            session: string_field(obj, "session", true)?.unwrap_or_default(),
+        },
+        Verb::Release => Request::Release {
+            session: string_field(obj, "session", true)?.unwrap_or_default(),
+        },
+        Verb::Status => Request::Status {
+            profile: string_field(obj, "profile", false)?,
+        },
+    })
+}
+
+/// `{"protocol": 1, "ok": true, ...body}`; `id` is echoed when given (serve).
+pub fn success(id: Option<&Value>, body: &impl Serialize) -> Value {
+    let mut out = envelope(id, true);
+    if let Ok(Value::Object(fields)) = serde_json::to_value(body) {
+        out.extend(fields);
+    }
+    Value::Object(out)
+}
+
+/// `{"protocol": 1, "ok": false, "error": {code, message, retryable}}`.
+pub fn failure(id: Option<&Value>, err: &CodedError) -> Value {
+    let mut out = envelope(id, false);
+    let mut error = Map::new();
+    error.insert("code".into(), Value::String(err.code.as_str().into()));
+    error.insert("message".into(), Value::String(err.message.clone()));
+    error.insert("retryable".into(), Value::Bool(err.code.retryable()));
+    out.insert("error".into(), Value::Object(error));
+    Value::Object(out)
+}
+
+fn envelope(id: Option<&Value>, ok: bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("protocol".into(), Value::from(PROTOCOL_VERSION));
+    if let Some(id) = id {
+        out.insert("id".into(), id.clone());
+    }
+    out.insert("ok".into(), Value::Bool(ok));
+    out
+}
+
+/// One line of output: compact JSON and a newline.
+pub fn encode_line(value: &Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    bytes.push(b'\n');
+    bytes
+}

@@ -1,0 +1,277 @@
+//! The two JSON documents a runtime keeps as its own files in both link modes, `settings.json`
+//! and `.claude.json`, synced with the claude home key by key.
+//!
+//! The runtime's copy is the shared document (the home's) with the profile's overlay applied:
+//! for settings the profile's `env`, for `.claude.json` the account-bound keys. A tick splits the
+//! overlay off again, and a three-way merge against the last synced shared document sends keys
+//! changed in the session to the home and keys changed in the home to the runtime. A document that
+//! does not parse is never written over and never propagated.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::fsx::{self, Stamp};
+use crate::layout::Layout;
+use crate::profile::ProfileConfig;
+
+/// Keys of `.claude.json` that belong to the account, so they stay with the profile.
+pub const ACCOUNT_KEYS: &[&str] = &[
+    "oauthAccount",
+    "userID",
+    "hasAvailableSubscription",
+    "subscriptionNoticeCount",
+    "hasAvailableMaxSubscription",
+    "s1mAccessCache",
+    "s1mNonSubscriberAccessCache",
+    "passesEligibilityCache",
+    "fallbackAvailableWarningThreshold",
+    "cachedStatsigGates",
+    "cachedDynamicConfigs",
+    "cachedGrowthBookFeatures",
+    "claudeCodeFirstTokenDate",
+    "recommendedSubscription",
+    "primaryApiKey",
+    "customApiKeyResponses",
+    "hasOpusPlanDefault",
+    "subscriptionUpsellShownCount",
+    "organizationRole",
+    "workspaceRole",
+];
+
+/// What a tick last knew of one document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JsonSync {
+    /// The runtime file as we last read or wrote it.
+    pub runtime: Option<Stamp>,
+    /// The home file as we last read or wrote it.
+    pub home: Option<Stamp>,
+    /// The shared document (overlay removed) at the last sync.
+    pub base: Map<String, Value>,
+}
+
+/// Which document, and how the profile's overlay goes on and comes off.
+pub enum Doc<'a> {
+    Settings(&'a ProfileConfig),
+    ClaudeJson {
+        layout: &'a Layout,
+        profile: &'a str,
+    },
+}
+
+impl Doc<'_> {
+    /// The runtime's document: the shared one with the overlay on.
+    fn overlay(&self, shared: &Map<String, Value>) -> Result<Map<String, Value>> {
+        let mut doc = shared.clone();
+        match self {
+            Doc::Settings(config) => {
+                if !config.env.is_empty() {
+                    let env = doc
+                        .entry("env")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if !env.is_object() {
+                        *env = Value::Object(Map::new());
+                    }
+                    if let Value::Object(env) = env {
+                        for (k, v) in &config.env {
+                            env.insert(k.clone(), Value::String(v.clone()));
+                        }
+                    }
+                }
+            }
+            Doc::ClaudeJson { layout, profile } => {
+                for key in ACCOUNT_KEYS {
+                    doc.shift_remove(*key);
+                }
+                doc.extend(load_account(layout, profile)?);
+            }
+        }
+        Ok(doc)
+    }
+
+    /// The shared part of the runtime's document; the overlay goes back where it belongs.
+    fn split(
+        &self,
+        runtime: Map<String, Value>,
+        base: &Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
+        let mut doc = runtime;
+        match self {
+            Doc::Settings(config) => {
+                // The profile's env keys are the profile's: in the shared document they keep
+                // whatever the home had, whatever the session did to them.
+                if !config.env.is_empty() {
+                    let base_env = base.get("env").and_then(Value::as_object);
+                    if let Some(Value::Object(env)) = doc.get_mut("env") {
+                        for k in config.env.keys() {
+                            match base_env.and_then(|b| b.get(k)) {
+                                Some(v) => {
+                                    env.insert(k.clone(), v.clone());
+                                }
+                                None => {
+                                    env.shift_remove(k);
+                                }
+                            }
+                        }
+                        if env.is_empty() && base_env.is_none() {
+                            doc.shift_remove("env");
+                        }
+                    }
+                }
+            }
+            Doc::ClaudeJson { layout, profile } => {
+                let mut account = Map::new();
+                for key in ACCOUNT_KEYS {
+                    if let Some(v) = doc.shift_remove(*key) {
+                        account.insert((*key).to_owned(), v);
+                    }
+                }
+                if account != load_account(layout, profile)? {
+                    let bytes = serde_json::to_vec_pretty(&account)?;
+                    fsx::atomic_write(&layout.profile_account(profile), &bytes, fsx::PRIVATE_FILE)?;
+                }
+            }
+        }
+        Ok(doc)
+    }
+}
+
+fn load_account(layout: &Layout, profile: &str) -> Result<Map<String, Value>> {
+    Ok(fsx::read_optional(&layout.profile_account(profile))?
+        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
+        .unwrap_or_default())
+}
+
+/// Reads a JSON object; `Ok(None)` when the file is missing, `Err` when it does not parse.
+fn read_object(path: &Path) -> Result<Option<Map<String, Value>>> {
+    match fsx::read_optional(path)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice::<Map<String, Value>>(&bytes)
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{} is not a JSON object", path.display())),
+    }
+}
+
+fn write_object(path: &Path, doc: &Map<String, Value>, mode: u32) -> Result<Stamp> {
+    let mut bytes = serde_json::to_vec_pretty(doc)?;
+    bytes.push(b'\n');
+    fsx::atomic_write(path, &bytes, mode)?;
+    Stamp::at(path)?.with_context(|| format!("{} vanished after it was written", path.display()))
+}
+
+fn mode_or_private(path: &Path) -> u32 {
+    fsx::lstat_optional(path)
+        .ok()
+        .flatten()
+        .and_then(|m| crate::platform::mode_of(&m))
+        .unwrap_or(fsx::PRIVATE_FILE)
+}
+
+/// Writes the runtime's document from the home's at acquire.
+pub fn materialise(doc: &Doc, home: &Path, runtime: &Path) -> Result<JsonSync> {
+    // A home document that does not parse is left alone; the session starts from an empty one
+    // and its changes are not sent home until the home parses again.
+    let (base, home_stamp) = match read_object(home) {
+        Ok(found) => (found.unwrap_or_default(), Stamp::at(home)?),
+        Err(_) => (Map::new(), None),
+    };
+    let runtime_stamp = write_object(runtime, &doc.overlay(&base)?, fsx::PRIVATE_FILE)?;
+    Ok(JsonSync {
+        runtime: Some(runtime_stamp),
+        home: home_stamp,
+        base,
+    })
+}
+
+/// What one document's sync did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outcome {
+    pub saved_home: bool,
+    pub updated_runtime: bool,
+    /// The runtime's copy did not parse and was left alone.
+    pub rejected: bool,
+}
+
+/// One three-way sync of a document between the runtime and the home.
+pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let runtime_now = Stamp::at(runtime)?;
+    let home_now = Stamp::at(home)?;
+    if runtime_now == state.runtime && home_now == state.home {
+        return Ok(out);
+    }
+    let base = state.base.clone();
+
+    let session = if runtime_now != state.runtime {
+        match read_object(runtime) {
+            Ok(Some(doc_now)) => Some(doc.split(doc_now, &base)?),
+            Ok(None) => None,
+            Err(_) => {
+                out.rejected = true;
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (home_doc, home_parses) = match read_object(home) {
+        Ok(found) => (found, true),
+        Err(_) => (None, false),
+    };
+
+    let mut shared = base.clone();
+    if let Some(home_doc) = &home_doc
+        && home_now != state.home
+    {
+        apply_changes(&mut shared, &base, home_doc);
+    }
+    if let Some(session) = &session {
+        apply_changes(&mut shared, &base, session);
+    }
+
+    if home_parses
+        && home_doc.as_ref() != Some(&shared)
+        && (home_doc.is_some() || !shared.is_empty())
+    {
+        state.home = Some(write_object(home, &shared, mode_or_private(home))?);
+        out.saved_home = true;
+    } else {
+        state.home = home_now;
+    }
+    if home_parses {
+        state.base = shared.clone();
+    }
+    if !out.rejected {
+        let wanted = doc.overlay(&state.base)?;
+        let current = read_object(runtime).ok().flatten();
+        if current.as_ref() != Some(&wanted) {
+            state.runtime = Some(write_object(runtime, &wanted, fsx::PRIVATE_FILE)?);
+            out.updated_runtime = true;
+        } else {
+            state.runtime = runtime_now;
+        }
+    } else {
+        state.runtime = runtime_now;
+    }
+    Ok(out)
+}
+
+/// Applies to `target` every top-level key where `changed` differs from `base` (removals too).
+fn apply_changes(
+    target: &mut Map<String, Value>,
+    base: &Map<String, Value>,
+    changed: &Map<String, Value>,
+) {
+    for (k, v) in changed {
+        if base.get(k) != Some(v) {
+            target.insert(k.clone(), v.clone());
+        }
+    }
+    for k in base.keys() {
+        if !changed.contains_key(k) {
+            target.shift_remove(k);
+        }
+    }
+}

@@ -1,0 +1,678 @@
+//! Runtimes and the session lifecycle: acquire, tick, release, status, gc.
+//!
+//! Every operation runs under the state lock. A runtime lives in `runtimes/<profile>/`: its
+//! `config/` is handed to Claude Code, `state.json` and `manifest.tsv` record the last sync.
+
+mod creds;
+mod fake;
+mod json;
+mod real;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub use json::ACCOUNT_KEYS;
+
+use crate::credentials;
+use crate::error::{ErrorCode, coded};
+use crate::fsx;
+use crate::layout::Layout;
+use crate::lock::StateLock;
+use crate::platform;
+use crate::profile::{self, ProfileConfig};
+use crate::session::{self, SessionRecord, now_ms};
+
+/// Entries of a runtime's top level that are the runtime's own, never linked or mirrored.
+pub const MANAGED: &[&str] = &[".credentials.json", "settings.json", ".claude.json"];
+
+pub(crate) fn is_managed(name: &str) -> bool {
+    MANAGED.contains(&name)
+}
+
+/// `dir/name.clauth-conflict-<ms>-<side>`, beside `path`.
+pub(crate) fn conflict_name(path: &Path, side: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{name}.clauth-conflict-{}-{side}", now_ms()))
+}
+
+/// How a runtime presents the claude home's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMode {
+    Real,
+    Fake,
+}
+
+impl LinkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkMode::Real => "real",
+            LinkMode::Fake => "fake",
+        }
+    }
+}
+
+/// What an acquire asks for: a mode, or `auto` to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkModeRequest {
+    Auto,
+    Real,
+    Fake,
+}
+
+impl LinkModeRequest {
+    pub fn parse(s: &str) -> Option<LinkModeRequest> {
+        match s {
+            "auto" => Some(LinkModeRequest::Auto),
+            "real" => Some(LinkModeRequest::Real),
+            "fake" => Some(LinkModeRequest::Fake),
+            _ => None,
+        }
+    }
+}
+
+/// A runtime's record of itself and of its last sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeState {
+    pub link_mode: LinkMode,
+    pub created_at: i64,
+    #[serde(default)]
+    pub settings: json::JsonSync,
+    #[serde(default)]
+    pub claude_json: json::JsonSync,
+    #[serde(default)]
+    pub credentials: creds::CredSync,
+}
+
+/// What one sync did; every field says something a caller may want to show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Credentials the session refreshed or logged in were saved to the profile.
+    pub credentials_saved: bool,
+    /// Why the session's credentials were not saved, when they were not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_rejected: Option<String>,
+    /// Top-level entries the session created or replaced, folded into the claude home (real mode).
+    pub adopted: Vec<String>,
+    /// Entries the claude home gained, linked into the runtime (real mode).
+    pub linked: Vec<String>,
+    /// Entries the claude home lost, unlinked from the runtime (real mode).
+    pub unlinked: Vec<String>,
+    /// Files copied by the mirror (fake mode).
+    pub copied_to_home: u64,
+    pub copied_to_runtime: u64,
+    pub deleted_in_home: u64,
+    pub deleted_in_runtime: u64,
+    /// Conflict copies written, relative to the claude home.
+    pub conflicts: Vec<String>,
+    /// `settings.json` changes of the session saved to the claude home.
+    pub settings_saved: bool,
+    /// `.claude.json` changes saved to the claude home or the profile.
+    pub claude_json_saved: bool,
+    /// A runtime document that did not parse and was left alone.
+    pub rejected_documents: Vec<String>,
+}
+
+impl SyncReport {
+    /// Whether anything was saved or moved (serve sends an event then).
+    pub fn is_eventful(&self) -> bool {
+        self.credentials_saved
+            || !self.adopted.is_empty()
+            || self.copied_to_home > 0
+            || self.deleted_in_home > 0
+            || !self.conflicts.is_empty()
+            || self.settings_saved
+            || self.claude_json_saved
+    }
+}
+
+/// An acquire request in domain terms.
+#[derive(Debug, Clone)]
+pub struct AcquireOptions {
+    pub profile: String,
+    pub owner_pid: Option<u32>,
+    pub lease_ms: Option<u64>,
+    pub link_mode: Option<LinkModeRequest>,
+    /// Set by `serve`: the id it already locked, so the session is held by that process.
+    pub serve_session: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Acquired {
+    pub session: String,
+    pub profile: String,
+    pub config_dir: PathBuf,
+    pub link_mode: LinkMode,
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ticked {
+    pub session: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<i64>,
+    #[serde(flatten)]
+    pub report: SyncReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Released {
+    pub session: String,
+    pub runtime_removed: bool,
+    pub remaining_sessions: usize,
+    #[serde(flatten)]
+    pub report: SyncReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub session: String,
+    pub created_at: i64,
+    pub owner_pid: Option<u32>,
+    pub lease_expires_at: Option<i64>,
+    pub serve: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeInfo {
+    pub config_dir: PathBuf,
+    pub link_mode: LinkMode,
+    /// No live session uses it (left by a crash); the next acquire or `gc` reclaims it.
+    pub orphaned: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileStatus {
+    pub name: String,
+    pub sessions: Vec<SessionInfo>,
+    pub runtime: Option<RuntimeInfo>,
+    pub credentials: credentials::Report,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub profiles: Vec<ProfileStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Collected {
+    pub runtimes_removed: Vec<String>,
+    pub sessions_pruned: usize,
+}
+
+fn load_state(layout: &Layout, profile: &str) -> Result<Option<RuntimeState>> {
+    match fsx::read_optional(&layout.runtime_state(profile))? {
+        None => Ok(None),
+        Some(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+    }
+}
+
+fn save_state(layout: &Layout, profile: &str, state: &RuntimeState) -> Result<()> {
+    fsx::atomic_write(
+        &layout.runtime_state(profile),
+        &serde_json::to_vec_pretty(state)?,
+        fsx::PRIVATE_FILE,
+    )
+}
+
+/// Removes records of dead sessions; returns the live ones.
+fn prune(layout: &Layout) -> Result<(Vec<SessionRecord>, usize)> {
+    let now = now_ms();
+    let mut live = Vec::new();
+    let mut pruned = 0;
+    for record in session::load_all(layout)? {
+        match record {
+            Ok(r) if r.is_alive(layout, now) => live.push(r),
+            Ok(r) => {
+                session::remove(layout, &r.id)?;
+                pruned += 1;
+            }
+            Err(id) => {
+                session::remove(layout, &id)?;
+                pruned += 1;
+            }
+        }
+    }
+    Ok((live, pruned))
+}
+
+fn live_of<'a>(
+    live: &'a [SessionRecord],
+    profile: &str,
+) -> impl Iterator<Item = &'a SessionRecord> {
+    live.iter().filter(move |r| r.profile == profile)
+}
+
+fn decide_mode(
+    layout: &Layout,
+    asked: Option<LinkModeRequest>,
+    probe_dir: &Path,
+) -> Result<LinkMode> {
+    let asked = match asked {
+        Some(m) => m,
+        None => match &layout.link_mode_env {
+            None => LinkModeRequest::Auto,
+            Some(v) => LinkModeRequest::parse(v).ok_or_else(|| {
+                coded(
+                    ErrorCode::InvalidRequest,
+                    format!("CLAUTH_LINK_MODE must be auto, real or fake, not {v:?}"),
+                )
+            })?,
+        },
+    };
+    Ok(match asked {
+        LinkModeRequest::Real => LinkMode::Real,
+        LinkModeRequest::Fake => LinkMode::Fake,
+        LinkModeRequest::Auto if fsx::symlinks_work(probe_dir) => LinkMode::Real,
+        LinkModeRequest::Auto => LinkMode::Fake,
+    })
+}
+
+/// One full sync of a runtime with the claude home and the profile.
+fn sync_runtime(layout: &Layout, profile: &str, state: &mut RuntimeState) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+    let config = profile::load_config(layout, profile)?;
+    let cfg = layout.runtime_config_dir(profile);
+    let canonical = layout.profile_credentials(profile);
+    let cred_file = cfg.join(".credentials.json");
+    match state.link_mode {
+        LinkMode::Real => {
+            creds::sync_real(&canonical, &cred_file, &mut report)?;
+            real::sync(&layout.claude_home, &cfg, &mut report)?;
+        }
+        LinkMode::Fake => {
+            creds::sync_fake(&canonical, &cred_file, &mut state.credentials, &mut report)?;
+            let manifest_path = layout.runtime_manifest(profile);
+            let mut manifest = fake::Manifest::load(&manifest_path)?;
+            let before = manifest.clone();
+            fake::sync(&layout.claude_home, &cfg, &mut manifest, &mut report)?;
+            if manifest != before {
+                manifest.save(&manifest_path)?;
+            }
+        }
+    }
+    sync_documents(layout, profile, &config, &cfg, state, &mut report)?;
+    Ok(report)
+}
+
+fn sync_documents(
+    layout: &Layout,
+    profile: &str,
+    config: &ProfileConfig,
+    cfg: &Path,
+    state: &mut RuntimeState,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let settings = json::sync(
+        &json::Doc::Settings(config),
+        &layout.claude_home.join("settings.json"),
+        &cfg.join("settings.json"),
+        &mut state.settings,
+    )?;
+    report.settings_saved = settings.saved_home;
+    if settings.rejected {
+        report.rejected_documents.push("settings.json".into());
+    }
+    let claude_json = json::sync(
+        &json::Doc::ClaudeJson { layout, profile },
+        &layout.claude_json,
+        &cfg.join(".claude.json"),
+        &mut state.claude_json,
+    )?;
+    report.claude_json_saved = claude_json.saved_home;
+    if claude_json.rejected {
+        report.rejected_documents.push(".claude.json".into());
+    }
+    Ok(())
+}
+
+/// Syncs and saves the state when it changed.
+fn sync_and_record(layout: &Layout, profile: &str) -> Result<SyncReport> {
+    let Some(mut state) = load_state(layout, profile)? else {
+        return Ok(SyncReport::default());
+    };
+    let before = state.clone();
+    let report = sync_runtime(layout, profile, &mut state)?;
+    if state != before {
+        save_state(layout, profile, &state)?;
+    }
+    Ok(report)
+}
+
+/// Final sync, then removal. A runtime whose state is unreadable is salvaged as real mode
+/// (adopting whatever is not a link) before it goes, so nothing in it is lost.
+fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
+    let dir = layout.runtime_dir(profile);
+    if !dir.exists() {
+        return Ok(SyncReport::default());
+    }
+    let cfg = layout.runtime_config_dir(profile);
+    let report = match load_state(layout, profile)? {
+        Some(mut state) => sync_runtime(layout, profile, &mut state)?,
+        None if cfg.is_dir() => {
+            let mut report = SyncReport::default();
+            creds::sync_real(
+                &layout.profile_credentials(profile),
+                &cfg.join(".credentials.json"),
+                &mut report,
+            )?;
+            real::sync(&layout.claude_home, &cfg, &mut report)?;
+            report
+        }
+        None => SyncReport::default(),
+    };
+    fsx::remove_entry(&dir)?;
+    Ok(report)
+}
+
+fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
+    let dir = layout.runtime_dir(profile);
+    let cfg = layout.runtime_config_dir(profile);
+    fsx::ensure_dir(&dir, fsx::PRIVATE_DIR)?;
+    fsx::ensure_dir(&cfg, fsx::PRIVATE_DIR)?;
+    let mut state = RuntimeState {
+        link_mode: mode,
+        created_at: now_ms(),
+        settings: Default::default(),
+        claude_json: Default::default(),
+        credentials: Default::default(),
+    };
+    // The state goes first, so a crash in the middle leaves a runtime the next acquire can
+    // sync and remove.
+    save_state(layout, profile, &state)?;
+    let config = profile::load_config(layout, profile)?;
+    let canonical = layout.profile_credentials(profile);
+    let cred_file = cfg.join(".credentials.json");
+    match mode {
+        LinkMode::Real => {
+            real::materialise(&layout.claude_home, &cfg)?;
+            creds::place_real(&canonical, &cred_file)?;
+        }
+        LinkMode::Fake => {
+            let mut manifest = fake::Manifest::default();
+            let mut report = SyncReport::default();
+            fake::sync(&layout.claude_home, &cfg, &mut manifest, &mut report)?;
+            manifest.save(&layout.runtime_manifest(profile))?;
+            creds::place_fake(&canonical, &cred_file, &mut state.credentials)?;
+        }
+    }
+    state.settings = json::materialise(
+        &json::Doc::Settings(&config),
+        &layout.claude_home.join("settings.json"),
+        &cfg.join("settings.json"),
+    )?;
+    state.claude_json = json::materialise(
+        &json::Doc::ClaudeJson { layout, profile },
+        &layout.claude_json,
+        &cfg.join(".claude.json"),
+    )?;
+    save_state(layout, profile, &state)
+}
+
+/// Starts a session of a profile, building its runtime when it has no live session.
+pub fn acquire(layout: &Layout, opts: &AcquireOptions) -> Result<Acquired> {
+    profile::check_name(&opts.profile)?;
+    if let Some(0) = opts.owner_pid {
+        return Err(coded(
+            ErrorCode::InvalidRequest,
+            "owner_pid must be a positive process id",
+        ));
+    }
+    let _lock = StateLock::acquire(layout)?;
+    profile::require(layout, &opts.profile)?;
+    layout.require_claude_home()?;
+    let name = opts.profile.as_str();
+    let owner_start = match opts.owner_pid {
+        None => None,
+        Some(pid) => Some(platform::process_start_time(pid).ok_or_else(|| {
+            coded(
+                ErrorCode::InvalidRequest,
+                format!("owner_pid {pid} is not a running process"),
+            )
+        })?),
+    };
+    let (live, _) = prune(layout)?;
+    let existing = match live_of(&live, name).next() {
+        Some(_) => load_state(layout, name)?,
+        None => None,
+    };
+    let mode = match existing {
+        Some(state) => {
+            let asked = opts.link_mode.or_else(|| {
+                layout
+                    .link_mode_env
+                    .as_deref()
+                    .and_then(LinkModeRequest::parse)
+            });
+            let wanted = match asked {
+                Some(LinkModeRequest::Real) => Some(LinkMode::Real),
+                Some(LinkModeRequest::Fake) => Some(LinkMode::Fake),
+                _ => None,
+            };
+            if let Some(wanted) = wanted
+                && wanted != state.link_mode
+            {
+                return Err(coded(
+                    ErrorCode::LinkModeConflict,
+                    format!(
+                        "profile {name} has a live runtime in {} mode; {} mode was asked for",
+                        state.link_mode.as_str(),
+                        wanted.as_str()
+                    ),
+                ));
+            }
+            state.link_mode
+        }
+        None => {
+            let mode = decide_mode(layout, opts.link_mode, &layout.runtimes_dir())?;
+            teardown(layout, name)?;
+            if let Err(e) = build(layout, name, mode) {
+                // A half-built runtime holds links and copies only; the home is untouched.
+                let _ = fsx::remove_entry(&layout.runtime_dir(name));
+                return Err(e);
+            }
+            mode
+        }
+    };
+    let now = now_ms();
+    let mut record = SessionRecord {
+        id: opts.serve_session.clone().unwrap_or_else(session::new_id),
+        profile: name.to_owned(),
+        created_at: now,
+        owner_pid: opts.owner_pid,
+        owner_start,
+        lease_ms: opts.lease_ms,
+        lease_expires_at: None,
+        serve: opts.serve_session.is_some(),
+    };
+    record.renew(now);
+    session::save(layout, &record)?;
+    let config_dir = layout.runtime_config_dir(name);
+    Ok(Acquired {
+        session: record.id,
+        profile: name.to_owned(),
+        env: BTreeMap::from([(
+            "CLAUDE_CONFIG_DIR".to_owned(),
+            config_dir.to_string_lossy().into_owned(),
+        )]),
+        config_dir,
+        link_mode: mode,
+        lease_expires_at: record.lease_expires_at,
+    })
+}
+
+/// One reconciliation pass for a session's runtime; renews its lease.
+pub fn tick(layout: &Layout, id: &str) -> Result<Ticked> {
+    session::check_id(id)?;
+    let _lock = StateLock::acquire(layout)?;
+    prune(layout)?;
+    let mut record = session::load(layout, id)?;
+    let report = sync_and_record(layout, &record.profile)?;
+    if record.lease_ms.is_some() {
+        record.renew(now_ms());
+        session::save(layout, &record)?;
+    }
+    Ok(Ticked {
+        session: record.id,
+        lease_expires_at: record.lease_expires_at,
+        report,
+    })
+}
+
+/// Ends a session: a final sync, and teardown when it was the profile's last live session.
+pub fn release(layout: &Layout, id: &str) -> Result<Released> {
+    session::check_id(id)?;
+    let _lock = StateLock::acquire(layout)?;
+    // Load before pruning, so a session whose lease just ran out can still be released cleanly.
+    let record = session::load(layout, id)?;
+    let (live, _) = prune(layout)?;
+    let remaining = live_of(&live, &record.profile)
+        .filter(|r| r.id != record.id)
+        .count();
+    let (report, removed) = if remaining == 0 {
+        (teardown(layout, &record.profile)?, true)
+    } else {
+        (sync_and_record(layout, &record.profile)?, false)
+    };
+    session::remove(layout, &record.id)?;
+    Ok(Released {
+        session: record.id,
+        runtime_removed: removed,
+        remaining_sessions: remaining,
+        report,
+    })
+}
+
+/// Profiles with their live sessions, runtimes and a redacted credentials summary.
+pub fn status(layout: &Layout, only: Option<&str>) -> Result<Status> {
+    if let Some(name) = only {
+        profile::check_name(name)?;
+    }
+    let _lock = StateLock::acquire(layout)?;
+    if let Some(name) = only {
+        profile::require(layout, name)?;
+    }
+    let (live, _) = prune(layout)?;
+    let names = match only {
+        Some(name) => vec![name.to_owned()],
+        None => profile::list(layout)?,
+    };
+    let mut profiles = Vec::new();
+    for name in names {
+        profiles.push(profile_status(layout, &name, &live)?);
+    }
+    Ok(Status { profiles })
+}
+
+fn profile_status(layout: &Layout, name: &str, live: &[SessionRecord]) -> Result<ProfileStatus> {
+    let sessions: Vec<SessionInfo> = live_of(live, name)
+        .map(|r| SessionInfo {
+            session: r.id.clone(),
+            created_at: r.created_at,
+            owner_pid: r.owner_pid,
+            lease_expires_at: r.lease_expires_at,
+            serve: r.serve,
+        })
+        .collect();
+    let runtime = load_state(layout, name)?.map(|state| RuntimeInfo {
+        config_dir: layout.runtime_config_dir(name),
+        link_mode: state.link_mode,
+        orphaned: sessions.is_empty(),
+    });
+    let credentials = credentials::Report::of(profile::read_credentials(layout, name)?.as_deref());
+    Ok(ProfileStatus {
+        name: name.to_owned(),
+        sessions,
+        runtime,
+        credentials,
+    })
+}
+
+/// Status of one profile, for `profile show`.
+pub fn profile_status_of(layout: &Layout, name: &str) -> Result<ProfileStatus> {
+    let status = status(layout, Some(name))?;
+    status
+        .profiles
+        .into_iter()
+        .next()
+        .context("profile vanished")
+}
+
+/// Reclaims runtimes that no live session uses, after a final sync.
+pub fn gc(layout: &Layout) -> Result<Collected> {
+    let _lock = StateLock::acquire(layout)?;
+    let (live, pruned) = prune(layout)?;
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(layout.runtimes_dir())
+        .with_context(|| format!("cannot read {}", layout.runtimes_dir().display()))?
+    {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name.starts_with(fsx::TEMP_PREFIX) {
+            let _ = fsx::remove_entry(&entry.path());
+            continue;
+        }
+        if profile::check_name(&name).is_err() || live_of(&live, &name).next().is_some() {
+            continue;
+        }
+        teardown(layout, &name)?;
+        removed.push(name);
+    }
+    Ok(Collected {
+        runtimes_removed: removed,
+        sessions_pruned: pruned,
+    })
+}
+
+/// Removes a profile, refused while it has a live session; its idle runtime is synced first.
+pub fn remove_profile(layout: &Layout, name: &str) -> Result<()> {
+    profile::check_name(name)?;
+    let _lock = StateLock::acquire(layout)?;
+    profile::require(layout, name)?;
+    let (live, _) = prune(layout)?;
+    let n = live_of(&live, name).count();
+    if n > 0 {
+        return Err(coded(
+            ErrorCode::ProfileBusy,
+            format!("profile {name} has {n} live session(s); release them before removing it"),
+        ));
+    }
+    teardown(layout, name)?;
+    fsx::remove_entry(&layout.profile_dir(name))
+}
+
+/// Adds or replaces a profile under the state lock; replacing is refused during a live session,
+/// whose refreshed tokens would otherwise race the import.
+pub fn add_profile(
+    layout: &Layout,
+    name: &str,
+    source: profile::CredentialSource,
+    env: BTreeMap<String, String>,
+    replace: bool,
+) -> Result<()> {
+    profile::check_name(name)?;
+    let _lock = StateLock::acquire(layout)?;
+    if replace && profile::exists(layout, name) {
+        let (live, _) = prune(layout)?;
+        if live_of(&live, name).next().is_some() {
+            return Err(coded(
+                ErrorCode::ProfileBusy,
+                format!(
+                    "profile {name} has a live session; release it before replacing the profile"
+                ),
+            ));
+        }
+    }
+    profile::add(layout, name, source, env, replace)
+}

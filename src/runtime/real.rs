@@ -1,0 +1,111 @@
+//! Real link mode: every top-level entry of the claude home appears in the runtime as a symlink.
+//!
+//! Claude Code saves files by renaming a temp file over the path, which turns a symlink into a
+//! regular file, and it creates new top-level entries as it runs. A sync folds such entries into
+//! the claude home and puts the symlink back, links entries the home gained, and unlinks entries
+//! the home lost.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::{SyncReport, is_managed};
+use crate::fsx;
+use crate::platform;
+
+/// Top-level names of `dir`, less the managed ones and our temp files.
+pub(super) fn entry_names(dir: &Path) -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !is_managed(&name) && !name.starts_with(fsx::TEMP_PREFIX) {
+            names.insert(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Links every top-level entry of the home into a fresh runtime.
+pub fn materialise(home: &Path, runtime: &Path) -> Result<()> {
+    for name in entry_names(home)? {
+        platform::symlink(&home.join(&name), &runtime.join(&name))
+            .with_context(|| format!("cannot link {} into {}", name, runtime.display()))?;
+    }
+    Ok(())
+}
+
+/// Brings the runtime's top level back in line with the home, adopting what the session wrote.
+pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> {
+    let home_names = entry_names(home)?;
+    let runtime_names = entry_names(runtime)?;
+    for name in &runtime_names {
+        let here = runtime.join(name);
+        let there = home.join(name);
+        let meta = fs::symlink_metadata(&here)
+            .with_context(|| format!("cannot stat {}", here.display()))?;
+        if meta.file_type().is_symlink()
+            && fs::read_link(&here).ok().as_deref() == Some(there.as_path())
+        {
+            if !home_names.contains(name) {
+                // The home lost the entry: a link to nothing would only confuse Claude Code.
+                fsx::remove_entry(&here)?;
+                report.unlinked.push(name.clone());
+            }
+            continue;
+        }
+        // A regular file or directory (or a foreign link) that the session wrote: fold it in.
+        if home_names.contains(name) {
+            fold(&here, &there)?;
+        } else {
+            fsx::move_entry(&here, &there)?;
+        }
+        fsx::replace_with_symlink(&there, &here)?;
+        report.adopted.push(name.clone());
+    }
+    for name in home_names.difference(&runtime_names) {
+        platform::symlink(&home.join(name), &runtime.join(name))
+            .with_context(|| format!("cannot link {} into {}", name, runtime.display()))?;
+        report.linked.push(name.clone());
+    }
+    Ok(())
+}
+
+/// Moves `src` over `dst`, where both exist: the session's version wins file by file, and
+/// directories are merged so nothing only the home had is lost.
+fn fold(src: &Path, dst: &Path) -> Result<()> {
+    let src_meta =
+        fs::symlink_metadata(src).with_context(|| format!("cannot stat {}", src.display()))?;
+    let dst_meta =
+        fs::symlink_metadata(dst).with_context(|| format!("cannot stat {}", dst.display()))?;
+    if src_meta.is_dir() && dst_meta.is_dir() {
+        for entry in fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
+            let entry = entry.with_context(|| format!("cannot read {}", src.display()))?;
+            let target = dst.join(entry.file_name());
+            if fsx::lstat_optional(&target)?.is_some() {
+                fold(&entry.path(), &target)?;
+            } else {
+                fsx::move_entry(&entry.path(), &target)?;
+            }
+        }
+        fs::remove_dir(src).with_context(|| format!("cannot remove {}", src.display()))?;
+        return Ok(());
+    }
+    if src_meta.is_dir() != dst_meta.is_dir() {
+        // A file became a directory or the reverse: keep the home's as a conflict copy.
+        let aside = super::conflict_name(dst, "home");
+        fs::rename(dst, &aside).with_context(|| format!("cannot move {} aside", dst.display()))?;
+        return fsx::move_entry(src, dst);
+    }
+    match fs::rename(src, dst) {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            fsx::copy_file_atomic(src, dst, None)?;
+            fsx::remove_entry(src)
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Session records and their liveness: owner process (pid and start time), lease, serve lock.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, coded};
+use crate::fsx;
+use crate::layout::Layout;
+use crate::lock;
+use crate::platform;
+
+/// One user of a runtime, stored as `sessions/<id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub profile: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub owner_pid: Option<u32>,
+    /// Start time of the owner, so a reused pid does not keep a dead session alive.
+    #[serde(default)]
+    pub owner_start: Option<u64>,
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
+    #[serde(default)]
+    pub lease_expires_at: Option<i64>,
+    /// Held by a `serve` process through a lock on `sessions/<id>.lock`.
+    #[serde(default)]
+    pub serve: bool,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `n` random bytes as hex, from the standard library's randomly seeded hasher mixed with the
+/// clock, the pid and a counter, so ids are unique across processes and calls.
+pub fn random_hex(n: usize) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut out = String::with_capacity(n * 2);
+    while out.len() < n * 2 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out.truncate(n * 2);
+    out
+}
+
+/// A new session id: `s-` and 24 hex digits.
+pub fn new_id() -> String {
+    format!("s-{}", random_hex(12))
+}
+
+/// Checks that a session id from a request is safe to use in a path.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(coded(
+            ErrorCode::InvalidRequest,
+            "session must be a session id as returned by acquire (letters, digits, '-', '_')",
+        ))
+    }
+}
+
+impl SessionRecord {
+    /// Whether the session is alive now, by DESIGN's rules.
+    pub fn is_alive(&self, layout: &Layout, now: i64) -> bool {
+        if self.serve {
+            return serve_lock_held(layout, &self.id);
+        }
+        let lease_ok = self.lease_expires_at.is_none_or(|t| now < t);
+        match self.owner_pid {
+            Some(pid) => lease_ok && platform::process_alive(pid, self.owner_start),
+            None => lease_ok,
+        }
+    }
+
+    /// Renews the lease, if the session has one.
+    pub fn renew(&mut self, now: i64) {
+        if let Some(ms) = self.lease_ms {
+            self.lease_expires_at = Some(now.saturating_add(ms as i64));
+        }
+    }
+}
+
+/// Whether a `serve` process still holds the lock of session `id`.
+fn serve_lock_held(layout: &Layout, id: &str) -> bool {
+    let path = layout.session_lock(id);
+    if !path.exists() {
+        return false;
+    }
+    match lock::open_lock_file(&path) {
+        Ok(mut file) => match file.try_lock() {
+            // We got it, so nobody holds it: the serve process is gone.
+            Ok(true) => {
+                let _ = file.unlock();
+                false
+            }
+            Ok(false) => true,
+            Err(_) => true,
+        },
+        // When in doubt, keep a session alive: losing a live session's runtime is worse.
+        Err(_) => true,
+    }
+}
+
+/// Reads every session record. A record that does not parse is returned as `Err(id)` so the
+/// caller can prune it.
+pub fn load_all(layout: &Layout) -> Result<Vec<Result<SessionRecord, String>>> {
+    let dir = layout.sessions_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        if id.starts_with(fsx::TEMP_PREFIX) {
+            continue;
+        }
+        let parsed = std::fs::read(entry.path())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<SessionRecord>(&bytes).ok())
+            .filter(|r| r.id == id);
+        out.push(parsed.ok_or_else(|| id.to_owned()));
+    }
+    out.sort_by(|a, b| key(a).cmp(&key(b)));
+    Ok(out)
+}
+
+fn key(r: &Result<SessionRecord, String>) -> (i64, String) {
+    match r {
+        Ok(r) => (r.created_at, r.id.clone()),
+        Err(id) => (0, id.clone()),
+    }
+}
+
+/// Reads one record, or fails with `session_not_found`.
+pub fn load(layout: &Layout, id: &str) -> Result<SessionRecord> {
+    check_id(id)?;
+    let path = layout.session_record(id);
+    let bytes = fsx::read_optional(&path)?
+        .ok_or_else(|| coded(ErrorCode::SessionNotFound, format!("no session {id}")))?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        coded(
+            ErrorCode::SessionNotFound,
+            format!("the record of session {id} is damaged"),
+        )
+    })
+}
+
+pub fn save(layout: &Layout, record: &SessionRecord) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(record)?;
+    fsx::atomic_write(
+        &layout.session_record(&record.id),
+        &bytes,
+        fsx::PRIVATE_FILE,
+    )
+}
+
+/// Removes a record and its serve lock file.
+pub fn remove(layout: &Layout, id: &str) -> Result<()> {
+    fsx::remove_entry(&layout.session_record(id))?;
+    fsx::remove_entry(&layout.session_lock(id))
+}
