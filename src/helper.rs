@@ -68,11 +68,21 @@ pub fn answer(layout: Result<&Layout, &CodedError>, verb: &str, bytes: &[u8]) ->
 }
 
 pub fn unknown_verb(verb: &str) -> CodedError {
-    let shown: String = verb.chars().take(40).collect();
+    // Only a well-formed verb is repeated, never arbitrary input.
+    let plain = !verb.is_empty()
+        && verb.len() <= 32
+        && verb
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-');
+    let shown = if plain {
+        format!("{verb:?} is not a verb")
+    } else {
+        "the verb is not known".to_owned()
+    };
     CodedError {
         code: ErrorCode::UnknownVerb,
         message: format!(
-            "{shown:?} is not a verb of protocol {}; the verbs are acquire, tick, release and status",
+            "{shown} of protocol {}; the verbs are acquire, tick, release and status",
             protocol::PROTOCOL_VERSION
         ),
     }

@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         Command::Status => oneshot(&layout, "status"),
         Command::Unknown(args) => {
             let verb = args.first().map(String::as_str).unwrap_or("");
-            eprintln!("clauth-helper: {verb:?} is not a command; see `clauth-helper --help`");
+            eprintln!("clauth-helper: not a command; see `clauth-helper --help`");
             oneshot(&layout, verb)
         }
         Command::Profile(cmd) => human(layout.and_then(|l| profile_command(&l, cmd))),

@@ -152,7 +152,7 @@ pub fn load_all(layout: &Layout) -> Result<Vec<Result<SessionRecord, String>>> {
             .filter(|r| r.id == id);
         out.push(parsed.ok_or_else(|| id.to_owned()));
     }
-    out.sort_by(|a, b| key(a).cmp(&key(b)));
+    out.sort_by_key(key);
     Ok(out)
 }
 

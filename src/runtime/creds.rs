@@ -64,10 +64,11 @@ pub fn place_real(canonical: &Path, runtime_file: &Path) -> Result<()> {
 pub fn sync_real(canonical: &Path, runtime_file: &Path, report: &mut SyncReport) -> Result<()> {
     let meta = fsx::lstat_optional(runtime_file)?;
     match meta {
-        Some(m) if m.file_type().is_symlink() => {
-            if fs::read_link(runtime_file).ok().as_deref() == Some(canonical) {
-                return Ok(());
-            }
+        Some(m)
+            if m.file_type().is_symlink()
+                && fs::read_link(runtime_file).ok().as_deref() == Some(canonical) =>
+        {
+            return Ok(());
         }
         Some(m) if m.is_file() => {
             let bytes = fs::read(runtime_file)

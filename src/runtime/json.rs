@@ -62,6 +62,25 @@ pub enum Doc<'a> {
 }
 
 impl Doc<'_> {
+    /// Keys of the home's document that are the home account's own: never shared, kept as is.
+    fn home_private(&self) -> &'static [&'static str] {
+        match self {
+            Doc::Settings(_) => &[],
+            Doc::ClaudeJson { .. } => ACCOUNT_KEYS,
+        }
+    }
+
+    /// Splits the home's document into its shared part and the keys it keeps to itself.
+    fn split_home(&self, mut doc: Map<String, Value>) -> (Map<String, Value>, Map<String, Value>) {
+        let mut private = Map::new();
+        for key in self.home_private() {
+            if let Some(v) = doc.shift_remove(*key) {
+                private.insert((*key).to_owned(), v);
+            }
+        }
+        (doc, private)
+    }
+
     /// The runtime's document: the shared one with the overlay on.
     fn overlay(&self, shared: &Map<String, Value>) -> Result<Map<String, Value>> {
         let mut doc = shared.clone();
@@ -174,7 +193,10 @@ pub fn materialise(doc: &Doc, home: &Path, runtime: &Path) -> Result<JsonSync> {
     // A home document that does not parse is left alone; the session starts from an empty one
     // and its changes are not sent home until the home parses again.
     let (base, home_stamp) = match read_object(home) {
-        Ok(found) => (found.unwrap_or_default(), Stamp::at(home)?),
+        Ok(found) => (
+            doc.split_home(found.unwrap_or_default()).0,
+            Stamp::at(home)?,
+        ),
         Err(_) => (Map::new(), None),
     };
     let runtime_stamp = write_object(runtime, &doc.overlay(&base)?, fsx::PRIVATE_FILE)?;
@@ -216,9 +238,13 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
     } else {
         None
     };
-    let (home_doc, home_parses) = match read_object(home) {
-        Ok(found) => (found, true),
-        Err(_) => (None, false),
+    let (home_doc, home_private, home_parses) = match read_object(home) {
+        Ok(Some(found)) => {
+            let (shared, private) = doc.split_home(found);
+            (Some(shared), private, true)
+        }
+        Ok(None) => (None, Map::new(), true),
+        Err(_) => (None, Map::new(), false),
     };
 
     let mut shared = base.clone();
@@ -235,7 +261,9 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
         && home_doc.as_ref() != Some(&shared)
         && (home_doc.is_some() || !shared.is_empty())
     {
-        state.home = Some(write_object(home, &shared, mode_or_private(home))?);
+        let mut whole = shared.clone();
+        whole.extend(home_private);
+        state.home = Some(write_object(home, &whole, mode_or_private(home))?);
         out.saved_home = true;
     } else {
         state.home = home_now;

@@ -1,0 +1,11 @@
+//! Integration tests through the real binary, each on its own copy of a fixture home.
+
+mod support;
+
+mod concurrency;
+mod credentials;
+mod errors;
+mod lifecycle;
+mod profiles;
+mod security;
+mod sync;

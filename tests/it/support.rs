@@ -1,0 +1,355 @@
+//! The test harness: a fixture home per test, one command builder, decoded responses, and
+//! checks that no token ever reaches an output.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const MODES: [&str; 2] = ["real", "fake"];
+
+/// Generates one test per link mode: `name_real` and `name_fake`.
+#[macro_export]
+macro_rules! both_modes {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn real() {
+                ($body)("real")
+            }
+            #[test]
+            fn fake() {
+                ($body)("fake")
+            }
+        }
+    };
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn fixture_credentials(name: &str) -> Vec<u8> {
+    fs::read(fixtures().join("credentials").join(format!("{name}.json")))
+        .expect("fixture credentials")
+}
+
+/// Every token string in the fixtures; none may ever appear in any output.
+pub fn all_fixture_tokens() -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut files: Vec<PathBuf> = fs::read_dir(fixtures().join("credentials"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.push(fixtures().join("home/.claude/.credentials.json"));
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for part in text.split('"') {
+            if part.starts_with("sk-ant-") && part.len() > 20 {
+                tokens.push(part.to_owned());
+            }
+        }
+    }
+    assert!(tokens.len() >= 10, "fixture tokens were not found");
+    tokens
+}
+
+pub fn assert_no_secret(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    // Any fixture token, and the common prefix of every token, stay out of outputs.
+    assert!(!text.contains("sk-ant-"), "{what} holds a token:\n{text}");
+    for token in all_fixture_tokens() {
+        assert!(!text.contains(&token), "{what} holds a token:\n{text}");
+    }
+}
+
+pub fn copy_dir(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    for entry in fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let to = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+/// A response as a caller sees it.
+#[derive(Debug)]
+pub struct Response {
+    pub request: String,
+    pub json: Value,
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<i32>,
+}
+
+impl Response {
+    fn context(&self) -> String {
+        format!(
+            "request: {}\nexit: {:?}\nstdout: {}\nstderr: {}",
+            self.request, self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// Asserts success and returns the body.
+    pub fn ok(self) -> Value {
+        assert_eq!(
+            self.json["ok"],
+            json!(true),
+            "expected ok\n{}",
+            self.context()
+        );
+        assert_eq!(
+            self.code,
+            Some(0),
+            "ok responses exit 0\n{}",
+            self.context()
+        );
+        self.json
+    }
+
+    /// Asserts failure with `code` and returns the body.
+    pub fn err(self, code: &str) -> Value {
+        assert_eq!(
+            self.json["ok"],
+            json!(false),
+            "expected an error\n{}",
+            self.context()
+        );
+        assert_eq!(
+            self.json["error"]["code"],
+            json!(code),
+            "wrong code\n{}",
+            self.context()
+        );
+        assert!(
+            self.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.context()
+        );
+        assert!(
+            self.json["error"]["retryable"].is_boolean(),
+            "{}",
+            self.context()
+        );
+        assert_ne!(
+            self.code,
+            Some(0),
+            "errors exit non-zero\n{}",
+            self.context()
+        );
+        self.json
+    }
+}
+
+/// One test's world: a claude home copied from the fixtures and an empty store.
+pub struct Fixture {
+    pub dir: TempDir,
+    env: BTreeMap<String, String>,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&fixtures().join("home"), &dir.path().join("home"));
+        Fixture {
+            dir,
+            env: BTreeMap::new(),
+        }
+    }
+
+    /// A fixture whose home has no `~/.claude`.
+    pub fn without_claude_home() -> Fixture {
+        let f = Fixture::new();
+        fs::remove_dir_all(f.claude()).unwrap();
+        f
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+    pub fn claude(&self) -> PathBuf {
+        self.home().join(".claude")
+    }
+    pub fn claude_json(&self) -> PathBuf {
+        self.home().join(".claude.json")
+    }
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+    pub fn canonical(&self, profile: &str) -> PathBuf {
+        self.store()
+            .join("profiles")
+            .join(profile)
+            .join("credentials.json")
+    }
+    pub fn runtime(&self, profile: &str) -> PathBuf {
+        self.store().join("runtimes").join(profile).join("config")
+    }
+
+    /// Sets an extra environment variable for every command of this fixture.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.insert(key.into(), value.into());
+    }
+
+    /// The binary with a clean environment pointing at this fixture.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::cargo_bin("clauth-helper").unwrap();
+        cmd.env_clear()
+            .env("HOME", self.home())
+            .env("CLAUTH_HOME", self.store())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `args` with `stdin`, checks that no output holds a secret.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let out = self
+            .command()
+            .args(args)
+            .write_stdin(stdin.to_vec())
+            .output()
+            .unwrap();
+        assert_no_secret("stdout", &out.stdout);
+        assert_no_secret("stderr", &out.stderr);
+        out
+    }
+
+    /// Sends one protocol request and decodes the single JSON line it answers.
+    pub fn raw(&self, verb: &str, body: &[u8]) -> Response {
+        let out = self.run(&[verb], body);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            stdout.ends_with('\n') && stdout.matches('\n').count() == 1,
+            "one line on stdout, got {stdout:?}\nstderr: {stderr}"
+        );
+        let json: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"));
+        assert_eq!(
+            json["protocol"],
+            json!(1),
+            "every response carries protocol 1: {stdout}"
+        );
+        Response {
+            request: String::from_utf8_lossy(body).into_owned(),
+            json,
+            stdout,
+            stderr,
+            code: out.status.code(),
+        }
+    }
+
+    pub fn request(&self, verb: &str, body: Value) -> Response {
+        self.raw(verb, body.to_string().as_bytes())
+    }
+
+    /// Adds a profile with credentials from `fixtures/credentials/<creds>.json` (or none).
+    pub fn add_profile(&self, name: &str, creds: Option<&str>) {
+        let mut args = vec!["profile", "add", name];
+        let bytes = match creds {
+            Some(c) => {
+                args.extend(["--credentials", "-"]);
+                fixture_credentials(c)
+            }
+            None => Vec::new(),
+        };
+        let out = self.run(&args, &bytes);
+        assert!(
+            out.status.success(),
+            "profile add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn acquire(&self, profile: &str, mode: &str) -> Value {
+        self.request("acquire", json!({"profile": profile, "link_mode": mode}))
+            .ok()
+    }
+
+    pub fn tick(&self, session: &Value) -> Value {
+        self.request("tick", json!({"session": session})).ok()
+    }
+
+    pub fn release(&self, session: &Value) -> Value {
+        self.request("release", json!({"session": session})).ok()
+    }
+
+    pub fn status(&self) -> Value {
+        self.request("status", json!({})).ok()
+    }
+
+    /// Every path under the fixture with its kind and contents, to show that nothing changed.
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        snapshot_into(self.dir.path(), self.dir.path(), &mut out);
+        out
+    }
+}
+
+fn snapshot_into(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        if meta.file_type().is_symlink() {
+            out.insert(
+                rel,
+                format!("link -> {}", fs::read_link(&path).unwrap().display()),
+            );
+        } else if meta.is_dir() {
+            out.insert(rel, "dir".into());
+            snapshot_into(root, &path, out);
+        } else {
+            // The state lock file is created by every locked verb; it holds nothing.
+            out.insert(
+                rel,
+                String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned(),
+            );
+        }
+    }
+}
+
+/// Writes `bytes` the way Claude Code does: a temp sibling renamed over the path.
+pub fn write_by_rename(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_file_name(format!(".tmp-cc-{}", std::process::id()));
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+pub fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false)
+}
+
+pub fn file_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+pub fn session_of(v: &Value) -> Value {
+    v["session"].clone()
+}

@@ -1,0 +1,225 @@
+//! Tick keeps the runtime and the claude home in step: mirrors in fake mode, links in real mode.
+
+use std::fs;
+
+use serde_json::{Value, json};
+
+use crate::both_modes;
+use crate::support::*;
+
+both_modes!(
+    an_edit_in_the_runtime_reaches_the_claude_home,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        let rel = "projects/-home-user-app/0b6c9a4e-1111-4c6e-9a53-2f0c1d7e8a01.jsonl";
+        let mut text = fs::read_to_string(f.runtime("work").join(rel)).unwrap();
+        text.push_str("{\"type\":\"user\",\"uuid\":\"a3\"}\n");
+        fs::write(f.runtime("work").join(rel), &text).unwrap();
+        let t = f.tick(&session_of(&a));
+        if mode == "fake" {
+            assert_eq!(t["copied_to_home"], json!(1));
+        }
+        assert_eq!(fs::read_to_string(f.claude().join(rel)).unwrap(), text);
+        f.release(&session_of(&a));
+        assert_eq!(fs::read_to_string(f.claude().join(rel)).unwrap(), text);
+    }
+);
+
+both_modes!(
+    a_file_added_to_the_claude_home_reaches_the_runtime,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        fs::write(f.claude().join("commands/new.md"), "new command\n").unwrap();
+        fs::write(f.claude().join("CLAUDE.md"), "be brief\n").unwrap();
+        let t = f.tick(&session_of(&a));
+        if mode == "fake" {
+            assert_eq!(t["copied_to_runtime"], json!(2));
+        } else {
+            assert_eq!(t["linked"], json!(["CLAUDE.md"]));
+        }
+        assert_eq!(
+            fs::read_to_string(f.runtime("work").join("commands/new.md")).unwrap(),
+            "new command\n"
+        );
+        assert_eq!(
+            fs::read_to_string(f.runtime("work").join("CLAUDE.md")).unwrap(),
+            "be brief\n"
+        );
+        f.release(&session_of(&a));
+    }
+);
+
+both_modes!(a_tick_with_nothing_changed_changes_nothing, |mode: &str| {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let a = f.acquire("work", mode);
+    f.tick(&session_of(&a));
+    let before = f.snapshot();
+    let t = f.tick(&session_of(&a));
+    for key in [
+        "copied_to_home",
+        "copied_to_runtime",
+        "deleted_in_home",
+        "deleted_in_runtime",
+    ] {
+        assert_eq!(t[key], json!(0), "{key}");
+    }
+    assert_eq!(t["adopted"], json!([]));
+    assert_eq!(before, f.snapshot());
+    f.release(&session_of(&a));
+});
+
+#[test]
+fn fake_mode_carries_deletions_both_ways() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let a = f.acquire("work", "fake");
+    fs::remove_file(f.runtime("work").join("commands/review.md")).unwrap();
+    fs::remove_file(
+        f.claude()
+            .join("todos/0b6c9a4e-1111-4c6e-9a53-2f0c1d7e8a01-agent.json"),
+    )
+    .unwrap();
+    let t = f.tick(&session_of(&a));
+    assert_eq!(t["deleted_in_home"], json!(1));
+    assert_eq!(t["deleted_in_runtime"], json!(1));
+    assert!(
+        !f.claude().join("commands/review.md").exists(),
+        "deleted in the session, deleted at home"
+    );
+    assert!(
+        !f.runtime("work")
+            .join("todos/0b6c9a4e-1111-4c6e-9a53-2f0c1d7e8a01-agent.json")
+            .exists()
+    );
+    f.release(&session_of(&a));
+    assert!(
+        !f.claude().join("commands/review.md").exists(),
+        "it does not come back"
+    );
+}
+
+#[test]
+fn fake_mode_keeps_both_versions_of_a_file_changed_on_both_sides() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let a = f.acquire("work", "fake");
+    fs::write(f.claude().join("commands/review.md"), "home version\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(
+        f.runtime("work").join("commands/review.md"),
+        "session version, longer\n",
+    )
+    .unwrap();
+    let t = f.tick(&session_of(&a));
+    let conflicts = t["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{t}");
+    let aside = f.claude().join(conflicts[0].as_str().unwrap());
+    assert!(
+        aside
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .contains("clauth-conflict")
+    );
+    assert_eq!(fs::read_to_string(&aside).unwrap(), "home version\n");
+    assert_eq!(
+        fs::read_to_string(f.claude().join("commands/review.md")).unwrap(),
+        "session version, longer\n"
+    );
+    assert_eq!(
+        fs::read_to_string(f.runtime("work").join("commands/review.md")).unwrap(),
+        "session version, longer\n"
+    );
+    f.release(&session_of(&a));
+    assert_eq!(fs::read_to_string(&aside).unwrap(), "home version\n");
+}
+
+#[test]
+fn real_mode_folds_a_file_claude_code_replaced_by_rename_back_into_the_home() {
+    let f = Fixture::new();
+    fs::write(f.claude().join("history.jsonl"), "{\"display\":\"one\"}\n").unwrap();
+    f.add_profile("work", Some("work"));
+    let a = f.acquire("work", "real");
+    let link = f.runtime("work").join("history.jsonl");
+    assert!(is_symlink(&link));
+    write_by_rename(&link, b"{\"display\":\"one\"}\n{\"display\":\"two\"}\n");
+    let t = f.tick(&session_of(&a));
+    assert_eq!(t["adopted"], json!(["history.jsonl"]));
+    assert!(is_symlink(&link), "relinked");
+    assert_eq!(
+        fs::read_to_string(f.claude().join("history.jsonl")).unwrap(),
+        "{\"display\":\"one\"}\n{\"display\":\"two\"}\n"
+    );
+    f.release(&session_of(&a));
+}
+
+#[test]
+fn real_mode_unlinks_an_entry_the_home_lost() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let a = f.acquire("work", "real");
+    fs::remove_dir_all(f.claude().join("commands")).unwrap();
+    let t = f.tick(&session_of(&a));
+    assert_eq!(t["unlinked"], json!(["commands"]));
+    assert!(
+        fs::symlink_metadata(f.runtime("work").join("commands")).is_err(),
+        "no dangling link"
+    );
+    f.release(&session_of(&a));
+}
+
+both_modes!(
+    claude_json_is_present_and_account_keys_stay_with_the_profile,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        let rt_json = f.runtime("work").join(".claude.json");
+        let doc: Value = serde_json::from_slice(&fs::read(&rt_json).unwrap()).unwrap();
+        assert_eq!(
+            doc["theme"],
+            json!("dark"),
+            "shared keys come from ~/.claude.json"
+        );
+        assert!(
+            doc.get("oauthAccount").is_none(),
+            "the home's account does not leak into a profile"
+        );
+        // The session logs in as its account and changes a shared preference.
+        let mut doc = doc;
+        doc["oauthAccount"] = json!({"emailAddress": "work@example.com"});
+        doc["theme"] = json!("light");
+        write_by_rename(
+            &rt_json,
+            serde_json::to_string_pretty(&doc).unwrap().as_bytes(),
+        );
+        let t = f.tick(&session_of(&a));
+        assert_eq!(t["claude_json_saved"], json!(true));
+        let home: Value = serde_json::from_slice(&fs::read(f.claude_json()).unwrap()).unwrap();
+        assert_eq!(
+            home["theme"],
+            json!("light"),
+            "shared keys reach ~/.claude.json"
+        );
+        assert_eq!(
+            home["oauthAccount"]["emailAddress"],
+            json!("home@example.com"),
+            "account keys do not"
+        );
+        f.release(&session_of(&a));
+        // The next acquire restores the profile's account.
+        let b = f.acquire("work", mode);
+        let doc: Value = serde_json::from_slice(&fs::read(&rt_json).unwrap()).unwrap();
+        assert_eq!(
+            doc["oauthAccount"]["emailAddress"],
+            json!("work@example.com")
+        );
+        assert_eq!(doc["theme"], json!("light"));
+        f.release(&session_of(&b));
+    }
+);
