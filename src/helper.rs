@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::error::{CodedError, ErrorCode, code_of, message_of};
 use crate::layout::Layout;
-use crate::protocol::{self, LinkModeField, Request, Verb};
+use crate::protocol::{self, Request, Verb};
 use crate::runtime::{self, AcquireOptions, LinkModeRequest};
 
 /// Turns any failure into the coded error the wire carries.
@@ -18,11 +18,11 @@ pub fn to_coded(err: &anyhow::Error) -> CodedError {
     }
 }
 
-/// Runs one decoded request. `serve_session` is set by `serve` for acquires it will hold.
+/// Runs one decoded request. `held_session` is set by `serve` for acquires it will hold.
 pub fn dispatch(
     layout: &Layout,
     request: Request,
-    serve_session: Option<String>,
+    held_session: Option<String>,
 ) -> anyhow::Result<Value> {
     Ok(match request {
         Request::Acquire {
@@ -35,12 +35,8 @@ pub fn dispatch(
                 profile,
                 owner_pid,
                 lease_ms,
-                link_mode: link_mode.map(|m| match m {
-                    LinkModeField::Auto => LinkModeRequest::Auto,
-                    LinkModeField::Real => LinkModeRequest::Real,
-                    LinkModeField::Fake => LinkModeRequest::Fake,
-                }),
-                serve_session,
+                link_mode: link_mode.map(LinkModeRequest::from),
+                held_session,
             };
             serde_json::to_value(runtime::acquire(layout, &opts)?)?
         }
@@ -112,4 +108,14 @@ pub fn oneshot(
     let _ = output.write_all(&protocol::encode_line(&response));
     let _ = output.flush();
     ok
+}
+
+impl From<protocol::LinkModeField> for LinkModeRequest {
+    fn from(m: protocol::LinkModeField) -> Self {
+        match m {
+            protocol::LinkModeField::Auto => LinkModeRequest::Auto,
+            protocol::LinkModeField::Real => LinkModeRequest::Real,
+            protocol::LinkModeField::Fake => LinkModeRequest::Fake,
+        }
+    }
 }

@@ -11,7 +11,8 @@ use clauth_helper::error::{CodedError, ErrorCode, code_of, coded, message_of};
 use clauth_helper::helper;
 use clauth_helper::layout::Layout;
 use clauth_helper::profile::{self, CredentialSource};
-use clauth_helper::runtime;
+use clauth_helper::runtime::{self, LinkModeRequest};
+use clauth_helper::{run, serve};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,10 @@ enum Command {
     Release,
     /// Protocol: profiles, live sessions, runtimes and credential expiry (never tokens).
     Status,
+    /// Protocol: newline-delimited requests on stdin; sessions live as long as this process.
+    Serve,
+    /// Run a command (default: claude) under a profile; exits with the command's status.
+    Run(RunArgs),
     /// Manage profiles (one per account).
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -62,6 +67,18 @@ enum ProfileCommand {
     },
     /// Remove a profile (refused while it has a live session).
     Remove { name: String },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The profile to run under.
+    profile: String,
+    /// auto (default: symlinks where they work), real or fake.
+    #[arg(long, value_name = "MODE")]
+    link_mode: Option<String>,
+    /// The command and its arguments, after `--`; `claude` when omitted.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args)]
@@ -95,6 +112,18 @@ fn main() -> ExitCode {
             eprintln!("clauth-helper: not a command; see `clauth-helper --help`");
             oneshot(&layout, verb)
         }
+        Command::Serve => match serve::serve(
+            wire(&layout).as_ref().map(|l| *l),
+            io::stdin(),
+            io::stdout(),
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("clauth-helper serve: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => run_command(layout, args),
         Command::Profile(cmd) => human(layout.and_then(|l| profile_command(&l, cmd))),
         Command::Gc => human(layout.and_then(|l| {
             let collected = runtime::gc(&l)?;
@@ -104,18 +133,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The layout as the protocol sees it: a failure to build it is answered with its code.
+fn wire(layout: &anyhow::Result<Layout>) -> Result<&Layout, CodedError> {
+    layout.as_ref().map_err(helper::to_coded)
+}
+
 fn oneshot(layout: &anyhow::Result<Layout>, verb: &str) -> ExitCode {
-    let coded_err = layout.as_ref().err().map(|e| CodedError {
-        code: code_of(e),
-        message: message_of(e),
-    });
-    let layout = match (layout, &coded_err) {
-        (Ok(l), _) => Ok(l),
-        (Err(_), Some(e)) => Err(e),
-        (Err(_), None) => unreachable!("an error always has a coded form"),
-    };
     let ok = helper::oneshot(
-        layout,
+        wire(layout).as_ref().map(|l| *l),
         verb,
         &mut io::stdin().lock(),
         &mut io::stdout().lock(),
@@ -124,6 +149,39 @@ fn oneshot(layout: &anyhow::Result<Layout>, verb: &str) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn run_command(layout: anyhow::Result<Layout>, args: RunArgs) -> ExitCode {
+    let result = layout.and_then(|layout| {
+        let link_mode = match args.link_mode.as_deref() {
+            None => None,
+            Some(m) => Some(LinkModeRequest::parse(m).ok_or_else(|| {
+                coded(
+                    ErrorCode::InvalidRequest,
+                    "--link-mode must be auto, real or fake",
+                )
+            })?),
+        };
+        run::run(
+            &layout,
+            run::RunOptions {
+                profile: args.profile,
+                link_mode,
+                command: args.command,
+            },
+        )
+    });
+    match result {
+        Ok(run::Outcome::Exited(code)) => ExitCode::from(code.clamp(0, 255) as u8),
+        Ok(run::Outcome::NotStarted(code, why)) => {
+            eprintln!("clauth-helper run: {why}");
+            ExitCode::from(code as u8)
+        }
+        Err(e) => {
+            eprintln!("clauth-helper: error[{}]: {}", code_of(&e), message_of(&e));
+            ExitCode::from(run::EXIT_WRAPPER_FAILED as u8)
+        }
     }
 }
 
@@ -248,8 +306,8 @@ fn profile_command(layout: &Layout, cmd: ProfileCommand) -> anyhow::Result<()> {
                 for s in &status.sessions {
                     writeln!(
                         out,
-                        "  {} (owner pid {:?}, serve {})",
-                        s.session, s.owner_pid, s.serve
+                        "  {} (owner pid {:?}, held {})",
+                        s.session, s.owner_pid, s.held
                     )?;
                 }
             }

@@ -57,6 +57,7 @@ pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
 
 #[cfg(unix)]
 mod imp {
+    pub use super::imp_signals::{Signals, exit_code};
     use std::io;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::path::Path;
@@ -131,6 +132,7 @@ mod imp {
 
 #[cfg(windows)]
 mod imp {
+    pub use super::imp_signals::{Signals, exit_code};
     use std::io;
     use std::path::Path;
 
@@ -169,5 +171,106 @@ mod imp {
             io::ErrorKind::Unsupported,
             "signals are not forwarded on Windows",
         ))
+    }
+}
+
+/// The exit code a shell would report for `status`: the code, or 128+N for signal N.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    imp::exit_code(status)
+}
+
+/// Termination signals delivered to this process, so `run` and `serve` can end cleanly.
+pub struct Signals(imp::Signals);
+
+/// A signal that arrived, and whether a process sent it (as opposed to the terminal driver,
+/// which already delivers to the whole foreground process group, child included).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived {
+    pub signal: i32,
+    pub sent_by_process: bool,
+}
+
+impl Signals {
+    /// Catches SIGINT, SIGTERM and SIGHUP from now on.
+    pub fn catch() -> io::Result<Signals> {
+        imp::Signals::catch().map(Signals)
+    }
+
+    /// Signals that arrived since the last call.
+    pub fn pending(&mut self) -> Vec<Arrived> {
+        self.0.pending()
+    }
+}
+
+#[cfg(unix)]
+mod imp_signals {
+    use std::io;
+
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    use signal_hook::low_level::siginfo::Cause;
+
+    use super::Arrived;
+
+    pub struct Signals(SignalsInfo<WithOrigin>);
+
+    impl Signals {
+        pub fn catch() -> io::Result<Signals> {
+            SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP]).map(Signals)
+        }
+
+        pub fn pending(&mut self) -> Vec<Arrived> {
+            self.0
+                .pending()
+                .map(|origin| Arrived {
+                    signal: origin.signal,
+                    sent_by_process: matches!(origin.cause, Cause::Sent(_) | Cause::Unknown),
+                })
+                .collect()
+        }
+    }
+
+    pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(1)
+    }
+}
+
+#[cfg(windows)]
+mod imp_signals {
+    use std::io;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::Arrived;
+
+    pub struct Signals(Arc<AtomicBool>);
+
+    impl Signals {
+        pub fn catch() -> io::Result<Signals> {
+            let flag = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone())?;
+            signal_hook::flag::register(signal_hook::consts::SIGTERM, flag.clone())?;
+            Ok(Signals(flag))
+        }
+
+        pub fn pending(&mut self) -> Vec<Arrived> {
+            if self.0.swap(false, Ordering::SeqCst) {
+                vec![Arrived {
+                    signal: signal_hook::consts::SIGTERM,
+                    sent_by_process: true,
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+    }
+
+    pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+        status.code().unwrap_or(1)
     }
 }

@@ -29,9 +29,9 @@ pub struct SessionRecord {
     pub lease_ms: Option<u64>,
     #[serde(default)]
     pub lease_expires_at: Option<i64>,
-    /// Held by a `serve` process through a lock on `sessions/<id>.lock`.
+    /// Held by a `serve` or `run` process through a lock on `sessions/<id>.lock`.
     #[serde(default)]
-    pub serve: bool,
+    pub held: bool,
 }
 
 /// Milliseconds since the epoch.
@@ -88,8 +88,8 @@ pub fn check_id(id: &str) -> Result<()> {
 impl SessionRecord {
     /// Whether the session is alive now, by DESIGN's rules.
     pub fn is_alive(&self, layout: &Layout, now: i64) -> bool {
-        if self.serve {
-            return serve_lock_held(layout, &self.id);
+        if self.held {
+            return holder_lock_held(layout, &self.id);
         }
         let lease_ok = self.lease_expires_at.is_none_or(|t| now < t);
         match self.owner_pid {
@@ -106,15 +106,15 @@ impl SessionRecord {
     }
 }
 
-/// Whether a `serve` process still holds the lock of session `id`.
-fn serve_lock_held(layout: &Layout, id: &str) -> bool {
+/// Whether a `serve` or `run` process still holds the lock of session `id`.
+fn holder_lock_held(layout: &Layout, id: &str) -> bool {
     let path = layout.session_lock(id);
     if !path.exists() {
         return false;
     }
     match lock::open_lock_file(&path) {
         Ok(mut file) => match file.try_lock() {
-            // We got it, so nobody holds it: the serve process is gone.
+            // We got it, so nobody holds it: the holder is gone.
             Ok(true) => {
                 let _ = file.unlock();
                 false

@@ -140,8 +140,9 @@ pub struct AcquireOptions {
     pub owner_pid: Option<u32>,
     pub lease_ms: Option<u64>,
     pub link_mode: Option<LinkModeRequest>,
-    /// Set by `serve`: the id it already locked, so the session is held by that process.
-    pub serve_session: Option<String>,
+    /// Set by `serve` and `run`: the id whose lock they already hold, so the session lives
+    /// exactly as long as that process.
+    pub held_session: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,7 +180,8 @@ pub struct SessionInfo {
     pub created_at: i64,
     pub owner_pid: Option<u32>,
     pub lease_expires_at: Option<i64>,
-    pub serve: bool,
+    /// Held by a `serve` or `run` process: it ends when that process does.
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -485,14 +487,14 @@ pub fn acquire(layout: &Layout, opts: &AcquireOptions) -> Result<Acquired> {
     };
     let now = now_ms();
     let mut record = SessionRecord {
-        id: opts.serve_session.clone().unwrap_or_else(session::new_id),
+        id: opts.held_session.clone().unwrap_or_else(session::new_id),
         profile: name.to_owned(),
         created_at: now,
         owner_pid: opts.owner_pid,
         owner_start,
         lease_ms: opts.lease_ms,
         lease_expires_at: None,
-        serve: opts.serve_session.is_some(),
+        held: opts.held_session.is_some(),
     };
     record.renew(now);
     session::save(layout, &record)?;
@@ -580,7 +582,7 @@ fn profile_status(layout: &Layout, name: &str, live: &[SessionRecord]) -> Result
             created_at: r.created_at,
             owner_pid: r.owner_pid,
             lease_expires_at: r.lease_expires_at,
-            serve: r.serve,
+            held: r.held,
         })
         .collect();
     let runtime = load_state(layout, name)?.map(|state| RuntimeInfo {

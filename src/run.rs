@@ -1,0 +1,128 @@
+//! `run`: acquire a held session, run a command in it, tick while it runs, forward signals,
+//! release, and exit with the command's status.
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::error::{ErrorCode, coded};
+use crate::hold;
+use crate::layout::Layout;
+use crate::platform::{self, Signals};
+use crate::profile;
+use crate::runtime::{self, AcquireOptions, LinkModeRequest};
+use crate::serve::TICK_INTERVAL;
+
+/// Inherited variables that would silently override the profile's account.
+pub const SCRUBBED: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+];
+
+/// Exit status when the wrapper itself fails before the command runs.
+pub const EXIT_WRAPPER_FAILED: i32 = 125;
+/// Exit status when the command cannot be executed (as a shell reports it).
+pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+/// Exit status when the command is not found (as a shell reports it).
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+pub struct RunOptions {
+    pub profile: String,
+    pub link_mode: Option<LinkModeRequest>,
+    /// The command and its arguments; `claude` when empty.
+    pub command: Vec<OsString>,
+}
+
+/// What happened, for the caller to turn into an exit status.
+pub enum Outcome {
+    Exited(i32),
+    /// The command could not be started: the status a shell would give, and why.
+    NotStarted(i32, String),
+}
+
+/// Runs the command under the profile. Errors are the wrapper's own (before the command ran).
+pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
+    let config = {
+        profile::check_name(&opts.profile)?;
+        profile::require(layout, &opts.profile)?;
+        profile::load_config(layout, &opts.profile)?
+    };
+    // Catch signals before the session exists, so none can end us between acquire and release.
+    let mut signals =
+        Signals::catch().map_err(|e| coded(ErrorCode::Io, format!("cannot catch signals: {e}")))?;
+    let held = hold::acquire(
+        layout,
+        &AcquireOptions {
+            profile: opts.profile.clone(),
+            owner_pid: None,
+            lease_ms: None,
+            link_mode: opts.link_mode,
+            held_session: None,
+        },
+    )?;
+    let id = held.acquired.session.clone();
+
+    let mut argv = opts.command.into_iter();
+    let program = argv.next().unwrap_or_else(|| OsString::from("claude"));
+    let mut cmd = Command::new(&program);
+    cmd.args(argv);
+    for key in SCRUBBED {
+        cmd.env_remove(key);
+    }
+    if !config.env.contains_key("ANTHROPIC_BASE_URL") {
+        cmd.env_remove("ANTHROPIC_BASE_URL");
+    }
+    cmd.envs(&config.env);
+    cmd.env("CLAUDE_CONFIG_DIR", &held.acquired.config_dir);
+
+    let outcome = match cmd.spawn() {
+        Err(e) => {
+            let status = if e.kind() == std::io::ErrorKind::NotFound {
+                EXIT_NOT_FOUND
+            } else {
+                EXIT_NOT_EXECUTABLE
+            };
+            Outcome::NotStarted(
+                status,
+                format!("cannot run {}: {e}", program.to_string_lossy()),
+            )
+        }
+        Ok(mut child) => {
+            let mut next_tick = Instant::now() + TICK_INTERVAL;
+            let status = loop {
+                for arrived in signals.pending() {
+                    // The terminal already signalled the whole process group; only signals sent
+                    // to us alone are passed on, so the command never gets one twice.
+                    if arrived.sent_by_process {
+                        let _ = platform::send_signal(child.id(), arrived.signal);
+                    }
+                }
+                match child.try_wait() {
+                    Ok(Some(status)) => break platform::exit_code(status),
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("clauth-helper run: cannot wait for the command: {e}");
+                        break EXIT_WRAPPER_FAILED;
+                    }
+                }
+                if Instant::now() >= next_tick {
+                    if let Err(e) = runtime::tick(layout, &id) {
+                        eprintln!("clauth-helper run: tick failed: {e:#}");
+                    }
+                    next_tick = Instant::now() + TICK_INTERVAL;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            Outcome::Exited(status)
+        }
+    };
+    let released = runtime::release(layout, &id);
+    drop(held);
+    if let Err(e) = released {
+        eprintln!("clauth-helper run: release failed: {e:#}");
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,256 @@
+//! `serve`: newline-delimited protocol requests on one pipe, sessions held by this process and
+//! ticked every second, released when input ends or a termination signal arrives.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::error::{CodedError, ErrorCode};
+use crate::helper::{dispatch, to_coded, unknown_verb};
+use crate::hold::{self, Held};
+use crate::layout::Layout;
+use crate::platform::Signals;
+use crate::protocol::{self, Request, Verb};
+use crate::runtime::{self, AcquireOptions, LinkModeRequest};
+
+/// How often held sessions are ticked.
+pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
+
+enum Input {
+    Line(Vec<u8>),
+    TooLong,
+    End,
+}
+
+/// Reads lines on a thread, so the loop can tick while a caller is silent.
+fn spawn_reader(input: impl Read + Send + 'static) -> mpsc::Receiver<Input> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(input);
+        loop {
+            let mut line = Vec::new();
+            let limit = protocol::MAX_REQUEST_BYTES as u64 + 1;
+            match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(Input::End);
+                    return;
+                }
+                Ok(_) if line.len() as u64 >= limit && line.last() != Some(&b'\n') => {
+                    // Skip the rest of the oversized line, then answer it once.
+                    let mut rest = Vec::new();
+                    while reader
+                        .read_until(b'\n', &mut rest)
+                        .map(|n| n > 0 && rest.last() != Some(&b'\n'))
+                        .unwrap_or(false)
+                    {
+                        rest.clear();
+                    }
+                    if tx.send(Input::TooLong).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {
+                    if tx.send(Input::Line(line)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+struct Server<'a, W: Write> {
+    layout: Result<&'a Layout, &'a CodedError>,
+    output: W,
+    held: BTreeMap<String, Held>,
+}
+
+impl<W: Write> Server<'_, W> {
+    fn send(&mut self, value: &Value) {
+        let _ = self.output.write_all(&protocol::encode_line(value));
+        let _ = self.output.flush();
+    }
+
+    fn event(&mut self, name: &str, session: &str, body: Value) {
+        let mut out = Map::new();
+        out.insert("protocol".into(), Value::from(protocol::PROTOCOL_VERSION));
+        out.insert("event".into(), Value::String(name.into()));
+        out.insert("session".into(), Value::String(session.into()));
+        if let Value::Object(fields) = body {
+            for (k, v) in fields {
+                out.entry(k).or_insert(v);
+            }
+        }
+        self.send(&Value::Object(out));
+    }
+
+    fn handle_line(&mut self, bytes: &[u8]) {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let (id, result) = match protocol::parse_object(bytes) {
+            Err(e) => (Value::Null, Err(e)),
+            Ok(obj) => {
+                let id = obj.get("id").cloned().unwrap_or(Value::Null);
+                (id, self.handle(&obj))
+            }
+        };
+        let response = match result {
+            Ok(body) => protocol::success(Some(&id), &body),
+            Err(e) => protocol::failure(Some(&id), &e),
+        };
+        self.send(&response);
+    }
+
+    fn handle(&mut self, obj: &Map<String, Value>) -> Result<Value, CodedError> {
+        let verb = match obj.get("verb") {
+            Some(Value::String(v)) => Verb::parse(v).ok_or_else(|| unknown_verb(v))?,
+            Some(_) => {
+                return Err(CodedError {
+                    code: ErrorCode::InvalidRequest,
+                    message: "verb must be a string".into(),
+                });
+            }
+            None => {
+                return Err(CodedError {
+                    code: ErrorCode::InvalidRequest,
+                    message: "verb is required in serve mode".into(),
+                });
+            }
+        };
+        let request = protocol::decode(verb, obj)?;
+        let layout = self.layout.map_err(Clone::clone)?;
+        match request {
+            Request::Acquire {
+                profile,
+                owner_pid,
+                lease_ms,
+                link_mode,
+            } => {
+                let opts = AcquireOptions {
+                    profile,
+                    owner_pid,
+                    lease_ms,
+                    link_mode: link_mode.map(LinkModeRequest::from),
+                    held_session: None,
+                };
+                let held = hold::acquire(layout, &opts).map_err(|e| to_coded(&e))?;
+                let body = serde_json::to_value(&held.acquired).map_err(|e| to_coded(&e.into()))?;
+                self.held.insert(held.acquired.session.clone(), held);
+                Ok(body)
+            }
+            Request::Release { session } => {
+                let body = dispatch(
+                    layout,
+                    Request::Release {
+                        session: session.clone(),
+                    },
+                    None,
+                )
+                .map_err(|e| to_coded(&e))?;
+                self.held.remove(&session);
+                Ok(body)
+            }
+            other => dispatch(layout, other, None).map_err(|e| to_coded(&e)),
+        }
+    }
+
+    /// Ticks one held session per profile (they share a runtime) and reports what it saved.
+    fn tick_all(&mut self) {
+        let Ok(layout) = self.layout else { return };
+        let mut seen = std::collections::BTreeSet::new();
+        let ids: Vec<(String, String)> = self
+            .held
+            .iter()
+            .map(|(id, h)| (id.clone(), h.acquired.profile.clone()))
+            .collect();
+        for (id, profile) in ids {
+            if !seen.insert(profile) {
+                continue;
+            }
+            match runtime::tick(layout, &id) {
+                Ok(ticked) if ticked.report.is_eventful() => {
+                    let body = serde_json::to_value(&ticked.report).unwrap_or(Value::Null);
+                    self.event("synced", &id, body);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let err = to_coded(&e);
+                    if err.code == ErrorCode::SessionNotFound {
+                        // Released by someone else: this process no longer holds it.
+                        self.held.remove(&id);
+                        self.event("session_ended", &id, Value::Null);
+                    } else {
+                        let body = serde_json::json!({"error": {"code": err.code, "message": err.message, "retryable": err.code.retryable()}});
+                        self.event("tick_failed", &id, body);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases every held session (final sync; teardown when last).
+    fn release_all(&mut self) {
+        let Ok(layout) = self.layout else { return };
+        let ids: Vec<String> = self.held.keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = runtime::release(layout, &id) {
+                let err = to_coded(&e);
+                eprintln!(
+                    "clauth-helper serve: could not release {id}: {}",
+                    err.message
+                );
+            }
+            self.held.remove(&id);
+        }
+    }
+}
+
+/// Runs the serve loop until input ends or SIGINT/SIGTERM/SIGHUP arrives.
+pub fn serve(
+    layout: Result<&Layout, &CodedError>,
+    input: impl Read + Send + 'static,
+    output: impl Write,
+) -> std::io::Result<()> {
+    let mut signals = Signals::catch()?;
+    let rx = spawn_reader(input);
+    let mut server = Server {
+        layout,
+        output,
+        held: BTreeMap::new(),
+    };
+    let mut next_tick = Instant::now() + TICK_INTERVAL;
+    loop {
+        if !signals.pending().is_empty() {
+            break;
+        }
+        let wait = next_tick
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(200));
+        match rx.recv_timeout(wait) {
+            Ok(Input::Line(line)) => server.handle_line(&line),
+            Ok(Input::TooLong) => {
+                let err = CodedError {
+                    code: ErrorCode::InvalidRequest,
+                    message: format!(
+                        "the request line is longer than {} bytes",
+                        protocol::MAX_REQUEST_BYTES
+                    ),
+                };
+                server.send(&protocol::failure(Some(&Value::Null), &err));
+            }
+            Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() >= next_tick {
+            server.tick_all();
+            next_tick = Instant::now() + TICK_INTERVAL;
+        }
+    }
+    server.release_all();
+    Ok(())
+}
