@@ -7,5 +7,7 @@ mod credentials;
 mod errors;
 mod lifecycle;
 mod profiles;
+mod run;
 mod security;
+mod serve;
 mod sync;

@@ -353,3 +353,137 @@ pub fn file_mode(path: &Path) -> u32 {
 pub fn session_of(v: &Value) -> Value {
     v["session"].clone()
 }
+
+/// A `serve` process on pipes.
+pub struct Serve {
+    pub child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub events: Vec<Value>,
+    next_id: u64,
+}
+
+impl Fixture {
+    pub fn serve(&self) -> Serve {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("clauth-helper"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("HOME", self.home())
+            .env("CLAUTH_HOME", self.store())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Serve {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            events: Vec::new(),
+            next_id: 0,
+        }
+    }
+}
+
+impl Serve {
+    pub fn write_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next line on stdout, decoded and checked (one JSON object, protocol 1, no secret).
+    pub fn next_line(&mut self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("serve answered within 30 s");
+        assert_no_secret("serve stdout", line.as_bytes());
+        let value: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(value["protocol"], json!(1), "{line}");
+        value
+    }
+
+    /// The next response (event lines are kept aside in `events`).
+    pub fn next_response(&mut self) -> Value {
+        loop {
+            let v = self.next_line();
+            if v.get("event").is_some() {
+                assert!(v.get("id").is_none(), "events carry no id: {v}");
+                self.events.push(v);
+            } else {
+                return v;
+            }
+        }
+    }
+
+    /// Sends a request with a fresh id and returns the response that echoes it.
+    pub fn call(&mut self, verb: &str, mut body: Value) -> Value {
+        self.next_id += 1;
+        body["verb"] = json!(verb);
+        body["id"] = json!(self.next_id);
+        self.write_line(&body.to_string());
+        let resp = self.next_response();
+        assert_eq!(
+            resp["id"],
+            json!(self.next_id),
+            "the response echoes the id: {resp}"
+        );
+        resp
+    }
+
+    /// Waits for an event named `name`, for at most `secs` seconds.
+    pub fn wait_event(&mut self, name: &str, secs: u64) -> Value {
+        if let Some(pos) = self.events.iter().position(|e| e["event"] == json!(name)) {
+            return self.events.remove(pos);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = self
+                .lines
+                .recv_timeout(std::time::Duration::from_millis(100))
+            {
+                assert_no_secret("serve stdout", line.as_bytes());
+                let v: Value = serde_json::from_str(&line).unwrap();
+                if v["event"] == json!(name) {
+                    return v;
+                }
+                self.events.push(v);
+            }
+        }
+        panic!("no {name} event within {secs} s; saw {:?}", self.events);
+    }
+
+    /// Closes stdin and waits for the exit status; returns stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_no_secret("serve stderr", stderr.as_bytes());
+        (status, stderr)
+    }
+}

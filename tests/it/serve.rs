@@ -1,0 +1,183 @@
+//! `serve`: one pipe, many requests, sessions that end with the process.
+
+use std::fs;
+
+use serde_json::json;
+
+use crate::both_modes;
+use crate::support::*;
+
+both_modes!(
+    a_serve_transcript_acquires_ticks_reports_and_releases,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let mut s = f.serve();
+        let a = s.call("acquire", json!({"profile": "work", "link_mode": mode}));
+        assert_eq!(a["ok"], json!(true), "{a}");
+        assert_eq!(a["link_mode"], json!(mode));
+        let t = s.call("tick", json!({"session": a["session"]}));
+        assert_eq!(t["ok"], json!(true), "{t}");
+        let st = s.call("status", json!({}));
+        assert_eq!(st["profiles"][0]["sessions"][0]["held"], json!(true));
+        // Other processes see the held session as live.
+        assert_eq!(
+            f.status()["profiles"][0]["sessions"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        let r = s.call("release", json!({"session": a["session"]}));
+        assert_eq!(r["runtime_removed"], json!(true), "{r}");
+        let (status, _) = s.finish();
+        assert!(status.success());
+    }
+);
+
+both_modes!(
+    end_of_input_releases_held_sessions_and_tears_down,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let mut s = f.serve();
+        let a = s.call("acquire", json!({"profile": "work", "link_mode": mode}));
+        fs::write(f.runtime("work").join("CLAUDE.md"), "from the session\n").unwrap();
+        write_by_rename(
+            &f.runtime("work").join(".credentials.json"),
+            &fixture_credentials("work-refreshed"),
+        );
+        let (status, stderr) = s.finish();
+        assert!(status.success(), "{stderr}");
+        assert!(!f.store().join("runtimes/work").exists(), "torn down");
+        assert!(
+            fs::read_dir(f.store().join("sessions"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "no record left"
+        );
+        assert_eq!(
+            fs::read(f.canonical("work")).unwrap(),
+            fixture_credentials("work-refreshed")
+        );
+        assert_eq!(
+            fs::read_to_string(f.claude().join("CLAUDE.md")).unwrap(),
+            "from the session\n"
+        );
+        f.request("tick", json!({"session": a["session"]}))
+            .err("session_not_found");
+    }
+);
+
+both_modes!(
+    sigkill_of_serve_leaves_no_live_session_and_the_next_acquire_works,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let mut s = f.serve();
+        let a = s.call("acquire", json!({"profile": "work", "link_mode": mode}));
+        fs::write(
+            f.runtime("work").join("CLAUDE.md"),
+            "written before the crash\n",
+        )
+        .unwrap();
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+        // No lease to wait out: the session is dead at once.
+        let st = f.status();
+        assert_eq!(st["profiles"][0]["sessions"], json!([]));
+        assert_eq!(st["profiles"][0]["runtime"]["orphaned"], json!(true));
+        f.request("tick", json!({"session": a["session"]}))
+            .err("session_not_found");
+        let b = f.acquire("work", mode);
+        assert_eq!(
+            fs::read_to_string(f.claude().join("CLAUDE.md")).unwrap(),
+            "written before the crash\n"
+        );
+        f.release(&session_of(&b));
+    }
+);
+
+#[test]
+fn a_malformed_line_gets_an_error_and_serving_goes_on() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let mut s = f.serve();
+    s.write_line("this is not json");
+    let e = s.next_response();
+    assert_eq!(e["id"], json!(null));
+    assert_eq!(e["ok"], json!(false));
+    assert_eq!(e["error"]["code"], json!("invalid_request"));
+    s.write_line("[1, 2]");
+    assert_eq!(s.next_response()["error"]["code"], json!("invalid_request"));
+    let unknown = s.call("frobnicate", json!({}));
+    assert_eq!(unknown["error"]["code"], json!("unknown_verb"));
+    s.write_line(r#"{"id": 99, "profile": "work"}"#);
+    let no_verb = s.next_response();
+    assert_eq!(no_verb["id"], json!(99));
+    assert_eq!(no_verb["error"]["code"], json!("invalid_request"));
+    let bad_name = s.call("acquire", json!({"profile": "../x"}));
+    assert_eq!(bad_name["error"]["code"], json!("invalid_profile_name"));
+    let ok = s.call("status", json!({}));
+    assert_eq!(ok["ok"], json!(true));
+    let (status, _) = s.finish();
+    assert!(status.success());
+}
+
+both_modes!(
+    serve_ticks_by_itself_and_reports_saved_credentials,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let mut s = f.serve();
+        let a = s.call("acquire", json!({"profile": "work", "link_mode": mode}));
+        write_by_rename(
+            &f.runtime("work").join(".credentials.json"),
+            &fixture_credentials("work-refreshed"),
+        );
+        let event = s.wait_event("synced", 10);
+        assert_eq!(event["session"], a["session"]);
+        assert_eq!(event["credentials_saved"], json!(true));
+        assert_eq!(
+            fs::read(f.canonical("work")).unwrap(),
+            fixture_credentials("work-refreshed")
+        );
+        s.finish();
+    }
+);
+
+#[test]
+fn sigterm_releases_held_sessions() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let mut s = f.serve();
+    s.call("acquire", json!({"profile": "work"}));
+    clauth_kill(s.child.id(), "TERM");
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!f.store().join("runtimes/work").exists());
+}
+
+both_modes!(
+    a_session_released_by_another_process_is_dropped_with_an_event,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let mut s = f.serve();
+        let a = s.call("acquire", json!({"profile": "work", "link_mode": mode}));
+        f.release(&session_of(&a));
+        let ended = s.wait_event("session_ended", 10);
+        assert_eq!(ended["session"], a["session"]);
+        s.finish();
+    }
+);
+
+pub fn clauth_kill(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
