@@ -20,6 +20,19 @@ pub fn to_coded(err: &anyhow::Error) -> CodedError {
 
 /// Runs one decoded request. `held_session` is set by `serve` for acquires it will hold.
 pub fn dispatch(
+    layout: Result<&Layout, &CodedError>,
+    request: Request,
+    held_session: Option<String>,
+) -> Result<Value, CodedError> {
+    if let Request::Capabilities = request {
+        // Needs no store: a client may ask before anything is set up.
+        return serde_json::to_value(protocol::capabilities()).map_err(|e| to_coded(&e.into()));
+    }
+    let layout = layout.map_err(Clone::clone)?;
+    run_request(layout, request, held_session).map_err(|e| to_coded(&e))
+}
+
+fn run_request(
     layout: &Layout,
     request: Request,
     held_session: Option<String>,
@@ -45,6 +58,7 @@ pub fn dispatch(
         Request::Status { profile } => {
             serde_json::to_value(runtime::status(layout, profile.as_deref())?)?
         }
+        Request::Capabilities => serde_json::to_value(protocol::capabilities())?,
     })
 }
 
@@ -54,8 +68,7 @@ pub fn answer(layout: Result<&Layout, &CodedError>, verb: &str, bytes: &[u8]) ->
         let obj = protocol::parse_object(bytes)?;
         let verb = Verb::parse(verb).ok_or_else(|| unknown_verb(verb))?;
         let request = protocol::decode(verb, &obj)?;
-        let layout = layout.map_err(Clone::clone)?;
-        dispatch(layout, request, None).map_err(|e| to_coded(&e))
+        dispatch(layout, request, None)
     })();
     match result {
         Ok(body) => protocol::success(None, &body),
@@ -78,7 +91,7 @@ pub fn unknown_verb(verb: &str) -> CodedError {
     CodedError {
         code: ErrorCode::UnknownVerb,
         message: format!(
-            "{shown} of protocol {}; the verbs are acquire, tick, release and status",
+            "{shown} of protocol {}; the verbs are acquire, tick, release, status and capabilities",
             protocol::PROTOCOL_VERSION
         ),
     }

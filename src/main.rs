@@ -39,6 +39,8 @@ enum Command {
     Serve,
     /// Run a command (default: claude) under a profile; exits with the command's status.
     Run(RunArgs),
+    /// Protocol: the protocol versions, verbs and features this binary supports.
+    Capabilities,
     /// Manage profiles (one per account).
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
         Command::Tick => oneshot(&layout, "tick"),
         Command::Release => oneshot(&layout, "release"),
         Command::Status => oneshot(&layout, "status"),
+        Command::Capabilities => oneshot(&layout, "capabilities"),
         Command::Unknown(args) => {
             let verb = args.first().map(String::as_str).unwrap_or("");
             eprintln!("clauth-helper: not a command; see `clauth-helper --help`");

@@ -123,7 +123,6 @@ impl<W: Write> Server<'_, W> {
             }
         };
         let request = protocol::decode(verb, obj)?;
-        let layout = self.layout.map_err(Clone::clone)?;
         match request {
             Request::Acquire {
                 profile,
@@ -138,24 +137,21 @@ impl<W: Write> Server<'_, W> {
                     link_mode: link_mode.map(LinkModeRequest::from),
                     held_session: None,
                 };
+                let layout = self.layout.map_err(Clone::clone)?;
                 let held = hold::acquire(layout, &opts).map_err(|e| to_coded(&e))?;
                 let body = serde_json::to_value(&held.acquired).map_err(|e| to_coded(&e.into()))?;
                 self.held.insert(held.acquired.session.clone(), held);
                 Ok(body)
             }
             Request::Release { session } => {
-                let body = dispatch(
-                    layout,
-                    Request::Release {
-                        session: session.clone(),
-                    },
-                    None,
-                )
-                .map_err(|e| to_coded(&e))?;
+                let release = Request::Release {
+                    session: session.clone(),
+                };
+                let body = dispatch(self.layout, release, None)?;
                 self.held.remove(&session);
                 Ok(body)
             }
-            other => dispatch(layout, other, None).map_err(|e| to_coded(&e)),
+            other => dispatch(self.layout, other, None),
         }
     }
 

@@ -21,10 +21,17 @@ pub enum Verb {
     Tick,
     Release,
     Status,
+    Capabilities,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 4] = [Verb::Acquire, Verb::Tick, Verb::Release, Verb::Status];
+    pub const ALL: [Verb; 5] = [
+        Verb::Acquire,
+        Verb::Tick,
+        Verb::Release,
+        Verb::Status,
+        Verb::Capabilities,
+    ];
 
     pub fn parse(s: &str) -> Option<Verb> {
         Verb::ALL.into_iter().find(|v| v.as_str() == s)
@@ -36,6 +43,7 @@ impl Verb {
             Verb::Tick => "tick",
             Verb::Release => "release",
             Verb::Status => "status",
+            Verb::Capabilities => "capabilities",
         }
     }
 }
@@ -66,6 +74,7 @@ pub enum Request {
     Status {
         profile: Option<String>,
     },
+    Capabilities,
 }
 
 fn invalid(message: impl Into<String>) -> CodedError {
@@ -170,7 +179,38 @@ pub fn decode(verb: Verb, obj: &Map<String, Value>) -> Result<Request, CodedErro
         Verb::Status => Request::Status {
             profile: string_field(obj, "profile", false)?,
         },
+        Verb::Capabilities => Request::Capabilities,
     })
+}
+
+/// Optional behaviours a client may check for before relying on them.
+pub const FEATURES: &[&str] = &[
+    "owner_pid",
+    "lease_ms",
+    "link_mode",
+    "serve",
+    "serve_events",
+    "held_sessions",
+    "sync_report",
+    "orphaned_runtimes",
+];
+
+/// The body of a `capabilities` response: what this binary speaks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capabilities {
+    pub protocol_versions: &'static [u64],
+    pub verbs: Vec<&'static str>,
+    pub features: &'static [&'static str],
+    pub version: &'static str,
+}
+
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        protocol_versions: SUPPORTED_VERSIONS,
+        verbs: Verb::ALL.iter().map(|v| v.as_str()).collect(),
+        features: FEATURES,
+        version: env!("CARGO_PKG_VERSION"),
+    }
 }
 
 /// `{"protocol": 1, "ok": true, ...body}`; `id` is echoed when given (serve).

@@ -353,3 +353,27 @@ both_modes!(
         assert!(home["env"].get("EXTRA").is_none());
     }
 );
+
+#[test]
+fn capabilities_lists_versions_verbs_and_features_without_a_store() {
+    let f = Fixture::new();
+    let caps = f.request("capabilities", json!({})).ok();
+    assert_eq!(caps["protocol_versions"], json!([1]));
+    for verb in ["acquire", "tick", "release", "status", "capabilities"] {
+        assert!(
+            caps["verbs"].as_array().unwrap().contains(&json!(verb)),
+            "{verb}"
+        );
+    }
+    assert!(
+        caps["features"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("serve"))
+    );
+    assert!(!f.store().exists(), "asking creates nothing");
+    let mut s = f.serve();
+    let c = s.call("capabilities", json!({}));
+    assert_eq!(c["protocol_versions"], json!([1]));
+    s.finish();
+}
