@@ -54,19 +54,57 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 /// is given, setting those permission bits (otherwise the source's are kept). Returns the
 /// metadata of what was written.
 pub fn copy_file_atomic(src: &Path, dst: &Path, mode: Option<u32>) -> Result<fs::Metadata> {
-    copy_file(src, dst, mode, true)
+    copy_file(src, dst, mode, true).map(|c| c.written)
+}
+
+/// What a copy read and what it wrote, as the open files saw them.
+pub struct Copied {
+    pub source: fs::Metadata,
+    pub written: fs::Metadata,
 }
 
 /// The same as [`copy_file_atomic`] without fsync: a crash may lose the copy but never shows a
 /// partial one. For mirror copies, whose source stays in place until the next sync.
-pub fn copy_file_fast(src: &Path, dst: &Path) -> Result<fs::Metadata> {
+pub fn copy_file_fast(src: &Path, dst: &Path) -> Result<Copied> {
     copy_file(src, dst, None, false)
 }
 
-fn copy_file(src: &Path, dst: &Path, mode: Option<u32>, durable: bool) -> Result<fs::Metadata> {
+/// Copies into a path that must not exist yet, without a temp file: for filling a directory that
+/// nobody else uses until the caller says so (a runtime being built).
+pub fn copy_file_new(src: &Path, dst: &Path) -> Result<Copied> {
+    let mut input = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
+    let source = input
+        .metadata()
+        .with_context(|| format!("cannot stat {}", src.display()))?;
+    let mut out =
+        File::create_new(dst).with_context(|| format!("cannot create {}", dst.display()))?;
+    io::copy(&mut input, &mut out)
+        .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+    finish_copy(&out, &source, None, dst)?;
+    let written = out
+        .metadata()
+        .with_context(|| format!("cannot stat {}", dst.display()))?;
+    Ok(Copied { source, written })
+}
+
+/// Gives a copy the source's permission bits (or `mode`) and modification time.
+fn finish_copy(out: &File, source: &fs::Metadata, mode: Option<u32>, dst: &Path) -> Result<()> {
+    let bits = mode
+        .or_else(|| platform::mode_of(source))
+        .unwrap_or(PRIVATE_FILE);
+    platform::set_file_mode(out, bits)
+        .with_context(|| format!("cannot set the mode of {}", dst.display()))?;
+    if let Ok(mtime) = source.modified() {
+        out.set_modified(mtime)
+            .with_context(|| format!("cannot set the time of {}", dst.display()))?;
+    }
+    Ok(())
+}
+
+fn copy_file(src: &Path, dst: &Path, mode: Option<u32>, durable: bool) -> Result<Copied> {
     let dir = parent_of(dst)?;
     let mut input = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
-    let meta = input
+    let source = input
         .metadata()
         .with_context(|| format!("cannot stat {}", src.display()))?;
     let mut tmp =
@@ -81,16 +119,7 @@ fn copy_file(src: &Path, dst: &Path, mode: Option<u32>, durable: bool) -> Result
             }
         })
         .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
-    let bits = mode
-        .or_else(|| platform::mode_of(&meta))
-        .unwrap_or(PRIVATE_FILE);
-    platform::set_mode(tmp.path(), bits)
-        .with_context(|| format!("cannot set the mode of {}", dst.display()))?;
-    if let Ok(mtime) = meta.modified() {
-        tmp.as_file()
-            .set_modified(mtime)
-            .with_context(|| format!("cannot set the time of {}", dst.display()))?;
-    }
+    finish_copy(tmp.as_file(), &source, mode, dst)?;
     // Stat the open temp file, not the path: after the rename it is the same inode, and nothing
     // written to the path after the rename can slip into what the caller records.
     let written = tmp
@@ -103,7 +132,7 @@ fn copy_file(src: &Path, dst: &Path, mode: Option<u32>, durable: bool) -> Result
     if durable {
         sync_dir(dir);
     }
-    Ok(written)
+    Ok(Copied { source, written })
 }
 
 /// Best-effort fsync of a directory so a rename inside it survives a power cut.

@@ -35,6 +35,11 @@ pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     imp::set_mode(path, mode)
 }
 
+/// Sets the permission bits of an open file (ignored where the platform has none).
+pub fn set_file_mode(file: &std::fs::File, mode: u32) -> io::Result<()> {
+    imp::set_file_mode(file, mode)
+}
+
 /// The permission bits of `meta`, or `None` where the platform has none.
 pub fn mode_of(meta: &std::fs::Metadata) -> Option<u32> {
     imp::mode_of(meta)
@@ -102,6 +107,10 @@ mod imp {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
     }
 
+    pub fn set_file_mode(file: &std::fs::File, mode: u32) -> io::Result<()> {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+    }
+
     pub fn mode_of(meta: &std::fs::Metadata) -> Option<u32> {
         Some(meta.permissions().mode() & 0o7777)
     }
@@ -151,6 +160,10 @@ mod imp {
     }
 
     pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub fn set_file_mode(_file: &std::fs::File, _mode: u32) -> io::Result<()> {
         Ok(())
     }
 

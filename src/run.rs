@@ -92,6 +92,7 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
         }
         Ok(mut child) => {
             let mut next_tick = Instant::now() + TICK_INTERVAL;
+            let mut cache = runtime::TickCache::long_lived();
             let status = loop {
                 for arrived in signals.pending() {
                     // The terminal already signalled the whole process group; only signals sent
@@ -109,7 +110,7 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
                     }
                 }
                 if Instant::now() >= next_tick {
-                    if let Err(e) = runtime::tick(layout, &id) {
+                    if let Err(e) = runtime::tick_with(layout, &id, &mut cache) {
                         eprintln!("clauth-helper run: tick failed: {e:#}");
                     }
                     next_tick = Instant::now() + TICK_INTERVAL;

@@ -67,6 +67,8 @@ struct Server<'a, W: Write> {
     layout: Result<&'a Layout, &'a CodedError>,
     output: W,
     held: BTreeMap<String, Held>,
+    /// One per profile with a held session: its runtime is ticked once per interval.
+    caches: BTreeMap<String, runtime::TickCache>,
 }
 
 impl<W: Write> Server<'_, W> {
@@ -164,11 +166,18 @@ impl<W: Write> Server<'_, W> {
             .iter()
             .map(|(id, h)| (id.clone(), h.acquired.profile.clone()))
             .collect();
+        let profiles: std::collections::BTreeSet<String> =
+            ids.iter().map(|(_, p)| p.clone()).collect();
+        self.caches.retain(|p, _| profiles.contains(p));
         for (id, profile) in ids {
-            if !seen.insert(profile) {
+            if !seen.insert(profile.clone()) {
                 continue;
             }
-            match runtime::tick(layout, &id) {
+            let cache = self
+                .caches
+                .entry(profile.clone())
+                .or_insert_with(runtime::TickCache::long_lived);
+            match runtime::tick_with(layout, &id, cache) {
                 Ok(ticked) if ticked.report.is_eventful() => {
                     let body = serde_json::to_value(&ticked.report).unwrap_or(Value::Null);
                     self.event("synced", &id, body);
@@ -218,6 +227,7 @@ pub fn serve(
         layout,
         output,
         held: BTreeMap::new(),
+        caches: BTreeMap::new(),
     };
     let mut next_tick = Instant::now() + TICK_INTERVAL;
     loop {

@@ -99,17 +99,18 @@ pub fn place_fake(canonical: &Path, runtime_file: &Path, state: &mut CredSync) -
     Ok(())
 }
 
-/// Fake mode: the newest valid of the copy and the canonical file wins, on both sides.
+/// Fake mode: the newest valid of the copy and the canonical file wins, on both sides. Returns
+/// whether `state` changed.
 pub fn sync_fake(
     canonical: &Path,
     runtime_file: &Path,
     state: &mut CredSync,
     report: &mut SyncReport,
-) -> Result<()> {
+) -> Result<bool> {
     let runtime_now = Stamp::at(runtime_file)?;
     let canonical_now = Stamp::at(canonical)?;
     if runtime_now == state.runtime && canonical_now == state.canonical {
-        return Ok(());
+        return Ok(false);
     }
     let runtime_bytes = fsx::read_optional(runtime_file)?;
     let keep_runtime = match &runtime_bytes {
@@ -125,5 +126,5 @@ pub fn sync_fake(
     }
     state.runtime = Stamp::at(runtime_file)?;
     state.canonical = Stamp::at(canonical)?;
-    Ok(())
+    Ok(true)
 }

@@ -3,7 +3,9 @@
 //! being undone, and a file changed on both sides keeps both versions.
 //!
 //! A file is "changed" when its stamp (size, mtime, file id) differs from the manifest's, so a
-//! tick with nothing changed reads no file contents. Copies go through a temp file and a rename.
+//! pass with nothing changed reads no file contents. The walk goes directory by directory over
+//! both trees at once, so memory follows the widest directory and the manifest, not the tree.
+//! Copies into a live runtime go through a temp file and a rename.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -35,6 +37,8 @@ enum Synced {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Manifest {
     rows: BTreeMap<String, Synced>,
+    /// Set by every change to `rows`, so the caller saves only a manifest that changed.
+    pub dirty: bool,
 }
 
 impl Manifest {
@@ -45,15 +49,24 @@ impl Manifest {
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         let mut rows = BTreeMap::new();
-        for line in BufReader::new(file).lines() {
-            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader
+                .read_line(&mut line)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                == 0
+            {
+                break;
+            }
             // A damaged row is dropped: the path then counts as never synced, which copies
             // nothing over anything without comparing contents first.
-            if let Some((rel, row)) = parse_row(&line) {
+            if let Some((rel, row)) = parse_row(line.trim_end_matches('\n')) {
                 rows.insert(rel, row);
             }
         }
-        Ok(Manifest { rows })
+        Ok(Manifest { rows, dirty: false })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -78,6 +91,47 @@ impl Manifest {
             }
         }
         fsx::atomic_write(path, &out, fsx::PRIVATE_FILE)
+    }
+
+    fn set(&mut self, rel: String, row: Synced) {
+        if self.rows.insert(rel, row) != Some(row) {
+            self.dirty = true;
+        }
+    }
+
+    fn unset(&mut self, rel: &str) {
+        if self.rows.remove(rel).is_some() {
+            self.dirty = true;
+        }
+    }
+
+    /// Rows of the direct children of directory `rel` ("" for the top).
+    fn children(&self, rel: &str) -> Vec<(String, Synced)> {
+        let prefix = if rel.is_empty() {
+            String::new()
+        } else {
+            format!("{rel}/")
+        };
+        self.rows
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| !k[prefix.len()..].contains('/'))
+            .map(|(k, v)| (k[prefix.len()..].to_owned(), *v))
+            .collect()
+    }
+
+    /// Drops the rows of everything below directory `rel`.
+    fn forget_below(&mut self, rel: &str) {
+        let prefix = format!("{rel}/");
+        let below: Vec<String> = self
+            .rows
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below {
+            self.unset(&k);
+        }
     }
 }
 
@@ -127,79 +181,84 @@ fn parse_row(line: &str) -> Option<(String, Synced)> {
     }
 }
 
-/// Every directory and file under `root`, less the managed top-level names and our temp files.
-/// Symlinks are followed (a home may link folders in from elsewhere).
-fn walk(root: &Path) -> Result<BTreeMap<String, Node>> {
-    let mut out = BTreeMap::new();
-    walk_into(root, "", 0, &mut out)?;
-    Ok(out)
-}
-
-fn walk_into(
-    dir: &Path,
-    prefix: &str,
-    depth: usize,
-    out: &mut BTreeMap<String, Node>,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Ok(());
-    }
+/// The entries of one directory, sorted by name, less the managed top-level names and our temp
+/// files. Symlinks are followed (a home may link folders in from elsewhere); a missing directory
+/// lists as empty.
+fn list(dir: &Path, top: bool) -> Result<Vec<(String, Node)>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new());
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
     };
+    let mut out = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if name.starts_with(fsx::TEMP_PREFIX) || (depth == 0 && is_managed(&name)) {
+        if name.starts_with(fsx::TEMP_PREFIX) || (top && is_managed(&name)) {
             continue;
         }
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
         let file_type = entry
             .file_type()
             .with_context(|| format!("cannot stat {}", entry.path().display()))?;
-        let meta = if file_type.is_symlink() {
-            match fs::metadata(entry.path()) {
-                Ok(m) => m,
-                Err(_) => continue, // a dangling link has nothing to mirror
-            }
-        } else if file_type.is_dir() {
-            out.insert(rel.clone(), Node::Dir);
-            walk_into(&entry.path(), &rel, depth + 1, out)?;
+        if file_type.is_dir() {
+            out.push((name, Node::Dir));
             continue;
+        }
+        let meta = if file_type.is_symlink() {
+            fs::metadata(entry.path())
         } else {
-            match entry.metadata() {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot stat {}", entry.path().display()));
-                }
-            }
+            entry.metadata()
         };
-        if meta.is_dir() {
-            out.insert(rel.clone(), Node::Dir);
-            walk_into(&entry.path(), &rel, depth + 1, out)?;
-        } else if meta.is_file() {
-            out.insert(rel, Node::File(Stamp::of(&meta)));
+        match meta {
+            Ok(m) if m.is_dir() => out.push((name, Node::Dir)),
+            Ok(m) if m.is_file() => out.push((name, Node::File(Stamp::of(&m)))),
+            Ok(_) => {}
+            // Gone since the listing, or a dangling link: nothing to mirror.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot stat {}", entry.path().display()));
+            }
         }
     }
-    Ok(())
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 fn join(root: &Path, rel: &str) -> PathBuf {
     let mut p = root.to_path_buf();
-    for part in rel.split('/') {
-        p.push(part);
+    if !rel.is_empty() {
+        for part in rel.split('/') {
+            p.push(part);
+        }
     }
     p
+}
+
+fn child(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+/// Which directories a pass looks at.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every directory of both trees.
+    Full,
+    /// Only these directories ("" is the top), and new directories found in them; for a
+    /// long-lived session told by file-system notifications what changed.
+    Dirs(BTreeSet<String>),
 }
 
 /// Which side a change came from.
@@ -215,6 +274,8 @@ struct Mirror<'a> {
     manifest: &'a mut Manifest,
     report: &'a mut SyncReport,
     deletions: Vec<(Side, String)>,
+    /// The runtime is being built and nobody uses it yet: copy straight into place.
+    fresh: bool,
 }
 
 impl Mirror<'_> {
@@ -225,8 +286,8 @@ impl Mirror<'_> {
         }
     }
 
-    /// Copies `rel` from `from` to the other side and records both stamps.
-    fn copy(&mut self, from: Side, rel: &str, from_stamp: Stamp) -> Result<()> {
+    /// Copies `rel` from `from` to the other side and records both stamps as the copy saw them.
+    fn copy(&mut self, from: Side, rel: &str) -> Result<()> {
         let to = if from == Side::Home {
             Side::Runtime
         } else {
@@ -234,19 +295,25 @@ impl Mirror<'_> {
         };
         let src = join(self.root(from), rel);
         let dst = join(self.root(to), rel);
-        if let Some(parent) = dst.parent() {
+        if let Some(parent) = dst.parent()
+            && !parent.is_dir()
+        {
             fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        let written = Stamp::of(&fsx::copy_file_fast(&src, &dst)?);
-        let (home, runtime) = if from == Side::Home {
-            (from_stamp, written)
+        let copied = if self.fresh && to == Side::Runtime {
+            fsx::copy_file_new(&src, &dst)?
         } else {
-            (written, from_stamp)
+            fsx::copy_file_fast(&src, &dst)?
+        };
+        let (source, written) = (Stamp::of(&copied.source), Stamp::of(&copied.written));
+        let (home, runtime) = if from == Side::Home {
+            (source, written)
+        } else {
+            (written, source)
         };
         self.manifest
-            .rows
-            .insert(rel.to_owned(), Synced::File { home, runtime });
+            .set(rel.to_owned(), Synced::File { home, runtime });
         match to {
             Side::Home => self.report.copied_to_home += 1,
             Side::Runtime => self.report.copied_to_runtime += 1,
@@ -257,7 +324,7 @@ impl Mirror<'_> {
     fn mkdir(&mut self, side: Side, rel: &str) -> Result<()> {
         let dir = join(self.root(side), rel);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        self.manifest.rows.insert(rel.to_owned(), Synced::Dir);
+        self.manifest.set(rel.to_owned(), Synced::Dir);
         Ok(())
     }
 
@@ -267,7 +334,7 @@ impl Mirror<'_> {
         let hp = join(self.home, rel);
         let rp = join(self.runtime, rel);
         if h.size == r.size && same_contents(&hp, &rp)? {
-            self.manifest.rows.insert(
+            self.manifest.set(
                 rel.to_owned(),
                 Synced::File {
                     home: h,
@@ -281,38 +348,41 @@ impl Mirror<'_> {
         } else {
             (Side::Home, Side::Runtime, "session")
         };
-        let loser_path = join(self.root(loser), rel);
-        let aside = conflict_name(&join(self.home, rel), loser_name);
-        fsx::copy_file_fast(&loser_path, &aside)?;
-        let winner_stamp = if winner == Side::Home { h } else { r };
-        self.copy(winner, rel, winner_stamp)?;
-        self.report.conflicts.push(
-            aside
-                .strip_prefix(self.home)
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
+        let aside = conflict_name(&hp, loser_name);
+        fsx::copy_file_fast(&join(self.root(loser), rel), &aside)?;
+        self.copy(winner, rel)?;
+        let shown = aside
+            .strip_prefix(self.home)
+            .map(|p| p.to_string_lossy().into_owned());
+        self.report.conflicts.push(shown.unwrap_or_default());
         Ok(())
     }
 
-    fn visit(&mut self, rel: &str, h: Option<Node>, r: Option<Node>) -> Result<()> {
-        let m = self.manifest.rows.get(rel).copied();
+    /// Decides one path from what both sides hold now and what the manifest says they held.
+    fn visit(
+        &mut self,
+        rel: &str,
+        h: Option<Node>,
+        r: Option<Node>,
+        m: Option<Synced>,
+    ) -> Result<()> {
         match (h, r) {
             (None, None) => {
-                self.manifest.rows.remove(rel);
+                if m.is_some() {
+                    self.manifest.unset(rel);
+                    self.manifest.forget_below(rel);
+                }
             }
             (Some(Node::Dir), Some(Node::Dir)) => {
                 if m != Some(Synced::Dir) {
-                    self.manifest.rows.insert(rel.to_owned(), Synced::Dir);
+                    self.manifest.set(rel.to_owned(), Synced::Dir);
                 }
             }
             (Some(Node::File(hs)), Some(Node::File(rs))) => match m {
                 Some(Synced::File { home, runtime }) if home == hs && runtime == rs => {}
-                Some(Synced::File { home, .. }) if home == hs => {
-                    self.copy(Side::Runtime, rel, rs)?
-                }
+                Some(Synced::File { home, .. }) if home == hs => self.copy(Side::Runtime, rel)?,
                 Some(Synced::File { runtime, .. }) if runtime == rs => {
-                    self.copy(Side::Home, rel, hs)?
+                    self.copy(Side::Home, rel)?
                 }
                 _ => self.both_changed(rel, hs, rs)?,
             },
@@ -329,17 +399,52 @@ impl Mirror<'_> {
                 Some(Synced::File { home, .. }) if home == hs => {
                     self.deletions.push((Side::Home, rel.to_owned()))
                 }
-                _ => self.copy(Side::Home, rel, hs)?,
+                _ => self.copy(Side::Home, rel)?,
             },
             (None, Some(Node::File(rs))) => match m {
                 Some(Synced::File { runtime, .. }) if runtime == rs => {
                     self.deletions.push((Side::Runtime, rel.to_owned()))
                 }
-                _ => self.copy(Side::Runtime, rel, rs)?,
+                _ => self.copy(Side::Runtime, rel)?,
             },
             (Some(_), Some(_)) => {
                 // A file on one side, a directory on the other: leave both for the user.
                 self.report.conflicts.push(rel.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits the entries of directory `rel` on both sides; `deep` descends into every
+    /// subdirectory, otherwise only into ones that are new since the last sync.
+    fn visit_dir(&mut self, rel: &str, depth: usize, deep: bool) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Ok(());
+        }
+        let top = rel.is_empty();
+        let hs = list(&join(self.home, rel), top)?;
+        let rs = list(&join(self.runtime, rel), top)?;
+        let ms = self.manifest.children(rel);
+        let mut names: BTreeSet<&str> = hs.iter().map(|(n, _)| n.as_str()).collect();
+        names.extend(rs.iter().map(|(n, _)| n.as_str()));
+        names.extend(ms.iter().map(|(n, _)| n.as_str()));
+        let find = |list: &[(String, Node)], name: &str| {
+            list.binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .ok()
+                .map(|i| list[i].1)
+        };
+        let find_m = |name: &str| {
+            ms.binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .ok()
+                .map(|i| ms[i].1)
+        };
+        for name in names {
+            let (h, r, m) = (find(&hs, name), find(&rs, name), find_m(name));
+            let path = child(rel, name);
+            self.visit(&path, h, r, m)?;
+            let is_dir = h == Some(Node::Dir) || r == Some(Node::Dir);
+            if is_dir && (deep || m != Some(Synced::Dir)) {
+                self.visit_dir(&path, depth + 1, true)?;
             }
         }
         Ok(())
@@ -361,7 +466,7 @@ impl Mirror<'_> {
                 }
             };
             if removed {
-                self.manifest.rows.remove(&rel);
+                self.manifest.unset(&rel);
                 match side {
                     Side::Home => self.report.deleted_in_home += 1,
                     Side::Runtime => self.report.deleted_in_runtime += 1,
@@ -379,35 +484,30 @@ fn same_contents(a: &Path, b: &Path) -> Result<bool> {
     Ok(x == y)
 }
 
-/// One two-way mirror pass over the whole tree.
+/// One two-way mirror pass. `fresh` is for a runtime being built, which nobody uses yet.
 pub fn sync(
     home: &Path,
     runtime: &Path,
     manifest: &mut Manifest,
+    scope: &Scope,
+    fresh: bool,
     report: &mut SyncReport,
 ) -> Result<()> {
-    let h = walk(home)?;
-    let r = walk(runtime)?;
-    let mut paths: BTreeSet<&str> = h.keys().map(String::as_str).collect();
-    paths.extend(r.keys().map(String::as_str));
-    let known: Vec<String> = manifest
-        .rows
-        .keys()
-        .filter(|k| !paths.contains(k.as_str()))
-        .cloned()
-        .collect();
     let mut mirror = Mirror {
         home,
         runtime,
         manifest,
         report,
         deletions: Vec::new(),
+        fresh,
     };
-    for rel in paths {
-        mirror.visit(rel, h.get(rel).copied(), r.get(rel).copied())?;
-    }
-    for rel in known {
-        mirror.visit(&rel, None, None)?;
+    match scope {
+        Scope::Full => mirror.visit_dir("", 0, true)?,
+        Scope::Dirs(dirs) => {
+            for dir in dirs {
+                mirror.visit_dir(dir, 0, false)?;
+            }
+        }
     }
     mirror.delete_pending()
 }

@@ -214,6 +214,8 @@ pub struct Outcome {
     pub updated_runtime: bool,
     /// The runtime's copy did not parse and was left alone.
     pub rejected: bool,
+    /// The sync state changed and must be saved.
+    pub touched: bool,
 }
 
 /// One three-way sync of a document between the runtime and the home.
@@ -224,6 +226,7 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
     if runtime_now == state.runtime && home_now == state.home {
         return Ok(out);
     }
+    out.touched = true;
     let base = state.base.clone();
 
     let session = if runtime_now != state.runtime {

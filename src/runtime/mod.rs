@@ -7,6 +7,7 @@ mod creds;
 mod fake;
 mod json;
 mod real;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,9 @@ impl LinkModeRequest {
 pub struct RuntimeState {
     pub link_mode: LinkMode,
     pub created_at: i64,
+    /// False until the build finished; a runtime never finished was never handed out.
+    #[serde(default = "yes")]
+    pub ready: bool,
     #[serde(default)]
     pub settings: json::JsonSync,
     #[serde(default)]
@@ -211,6 +215,10 @@ pub struct Collected {
     pub sessions_pruned: usize,
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn load_state(layout: &Layout, profile: &str) -> Result<Option<RuntimeState>> {
     match fsx::read_optional(&layout.runtime_state(profile))? {
         None => Ok(None),
@@ -279,33 +287,144 @@ fn decide_mode(
     })
 }
 
-/// One full sync of a runtime with the claude home and the profile.
-fn sync_runtime(layout: &Layout, profile: &str, state: &mut RuntimeState) -> Result<SyncReport> {
+/// What a long-lived holder (`serve`, `run`) keeps between ticks of one runtime, so an idle tick
+/// reads no state it has already seen and walks no tree that did not change.
+#[derive(Default)]
+pub struct TickCache {
+    /// Off for one-shot ticks: a watch only pays for itself across many ticks.
+    long_lived: bool,
+    watch: Option<watch::Watch>,
+    watch_failed: bool,
+    state: Option<(fsx::Stamp, RuntimeState)>,
+    manifest: Option<(fsx::Stamp, fake::Manifest)>,
+    ticks_since_full: u32,
+}
+
+/// Notifications can miss changes behind symlinked folders; a full pass now and then catches them.
+const FULL_PASS_EVERY: u32 = 60;
+
+impl TickCache {
+    /// A cache for a process that ticks the same runtime again and again.
+    pub fn long_lived() -> TickCache {
+        TickCache {
+            long_lived: true,
+            ..TickCache::default()
+        }
+    }
+
+    /// The scope of this tick's mirror pass in fake mode.
+    fn scope(&mut self, layout: &Layout, profile: &str) -> fake::Scope {
+        if !self.long_lived {
+            return fake::Scope::Full;
+        }
+        if self.watch.is_none() && !self.watch_failed {
+            match watch::Watch::new(&layout.claude_home, &layout.runtime_config_dir(profile)) {
+                // The first pass after the watch starts is full: it covers what came before.
+                Ok(w) => {
+                    self.watch = Some(w);
+                    self.ticks_since_full = 0;
+                    return fake::Scope::Full;
+                }
+                Err(_) => self.watch_failed = true,
+            }
+        }
+        self.ticks_since_full += 1;
+        match self.watch.as_mut().map(watch::Watch::changes) {
+            Some(watch::Changes::Dirs(dirs)) if self.ticks_since_full < FULL_PASS_EVERY => {
+                fake::Scope::Dirs(dirs)
+            }
+            _ => {
+                self.ticks_since_full = 0;
+                fake::Scope::Full
+            }
+        }
+    }
+}
+
+/// The runtime's state, from the cache when the file has not changed since it was read.
+fn cached_state<'c>(
+    layout: &Layout,
+    profile: &str,
+    cache: &'c mut TickCache,
+) -> Result<Option<&'c mut RuntimeState>> {
+    let path = layout.runtime_state(profile);
+    let Some(stamp) = fsx::Stamp::at(&path)? else {
+        cache.state = None;
+        return Ok(None);
+    };
+    if cache.state.as_ref().is_none_or(|(s, _)| *s != stamp) {
+        cache.state = load_state(layout, profile)?.map(|state| (stamp, state));
+    }
+    Ok(cache.state.as_mut().map(|(_, state)| state))
+}
+
+/// One sync of a runtime with the claude home and the profile. Returns the report and whether
+/// the state changed.
+fn sync_runtime(
+    layout: &Layout,
+    profile: &str,
+    state: &mut RuntimeState,
+    scope: &fake::Scope,
+    manifests: &mut Option<(fsx::Stamp, fake::Manifest)>,
+) -> Result<(SyncReport, bool)> {
     let mut report = SyncReport::default();
     let config = profile::load_config(layout, profile)?;
     let cfg = layout.runtime_config_dir(profile);
     let canonical = layout.profile_credentials(profile);
     let cred_file = cfg.join(".credentials.json");
+    let mut touched = false;
     match state.link_mode {
         LinkMode::Real => {
             creds::sync_real(&canonical, &cred_file, &mut report)?;
             real::sync(&layout.claude_home, &cfg, &mut report)?;
         }
         LinkMode::Fake => {
-            creds::sync_fake(&canonical, &cred_file, &mut state.credentials, &mut report)?;
-            let manifest_path = layout.runtime_manifest(profile);
-            let mut manifest = fake::Manifest::load(&manifest_path)?;
-            let before = manifest.clone();
-            fake::sync(&layout.claude_home, &cfg, &mut manifest, &mut report)?;
-            if manifest != before {
-                manifest.save(&manifest_path)?;
+            touched |=
+                creds::sync_fake(&canonical, &cred_file, &mut state.credentials, &mut report)?;
+            let idle = matches!(scope, fake::Scope::Dirs(dirs) if dirs.is_empty());
+            if !idle {
+                mirror(layout, profile, &cfg, scope, manifests, &mut report)?;
             }
         }
     }
-    sync_documents(layout, profile, &config, &cfg, state, &mut report)?;
-    Ok(report)
+    touched |= sync_documents(layout, profile, &config, &cfg, state, &mut report)?;
+    Ok((report, touched))
 }
 
+/// A fake-mode mirror pass, with the manifest from the cache when its file is unchanged.
+fn mirror(
+    layout: &Layout,
+    profile: &str,
+    cfg: &Path,
+    scope: &fake::Scope,
+    manifests: &mut Option<(fsx::Stamp, fake::Manifest)>,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let path = layout.runtime_manifest(profile);
+    let stamp = fsx::Stamp::at(&path)?;
+    let mut manifest = match manifests.take() {
+        Some((s, m)) if Some(s) == stamp => m,
+        _ => fake::Manifest::load(&path)?,
+    };
+    manifest.dirty = false;
+    fake::sync(
+        &layout.claude_home,
+        cfg,
+        &mut manifest,
+        scope,
+        false,
+        report,
+    )?;
+    if manifest.dirty {
+        manifest.save(&path)?;
+    }
+    if let Some(stamp) = fsx::Stamp::at(&path)? {
+        *manifests = Some((stamp, manifest));
+    }
+    Ok(())
+}
+
+/// Syncs `settings.json` and `.claude.json`; returns whether the state changed.
 fn sync_documents(
     layout: &Layout,
     profile: &str,
@@ -313,7 +432,7 @@ fn sync_documents(
     cfg: &Path,
     state: &mut RuntimeState,
     report: &mut SyncReport,
-) -> Result<()> {
+) -> Result<bool> {
     let settings = json::sync(
         &json::Doc::Settings(config),
         &layout.claude_home.join("settings.json"),
@@ -334,24 +453,36 @@ fn sync_documents(
     if claude_json.rejected {
         report.rejected_documents.push(".claude.json".into());
     }
-    Ok(())
+    Ok(settings.touched || claude_json.touched)
 }
 
 /// Syncs and saves the state when it changed.
-fn sync_and_record(layout: &Layout, profile: &str) -> Result<SyncReport> {
-    let Some(mut state) = load_state(layout, profile)? else {
+fn sync_and_record(layout: &Layout, profile: &str, cache: &mut TickCache) -> Result<SyncReport> {
+    let scope = match cached_state(layout, profile, cache)? {
+        None => return Ok(SyncReport::default()),
+        Some(state) if state.link_mode == LinkMode::Fake => cache.scope(layout, profile),
+        Some(_) => fake::Scope::Full,
+    };
+    let TickCache {
+        state, manifest, ..
+    } = cache;
+    let Some((_, state)) = state.as_mut() else {
         return Ok(SyncReport::default());
     };
-    let before = state.clone();
-    let report = sync_runtime(layout, profile, &mut state)?;
-    if state != before {
-        save_state(layout, profile, &state)?;
+    let (report, touched) = sync_runtime(layout, profile, state, &scope, manifest)?;
+    if touched {
+        save_state(layout, profile, state)?;
+        let path = layout.runtime_state(profile);
+        if let (Some(stamp), Some((s, _))) = (fsx::Stamp::at(&path)?, cache.state.as_mut()) {
+            *s = stamp;
+        }
     }
     Ok(report)
 }
 
 /// Final sync, then removal. A runtime whose state is unreadable is salvaged as real mode
-/// (adopting whatever is not a link) before it goes, so nothing in it is lost.
+/// (adopting whatever is not a link) before it goes, so nothing in it is lost. A runtime whose
+/// build never finished was never handed to a session and holds nothing of its own.
 fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
     let dir = layout.runtime_dir(profile);
     if !dir.exists() {
@@ -359,7 +490,10 @@ fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
     }
     let cfg = layout.runtime_config_dir(profile);
     let report = match load_state(layout, profile)? {
-        Some(mut state) => sync_runtime(layout, profile, &mut state)?,
+        Some(state) if !state.ready => SyncReport::default(),
+        Some(mut state) => {
+            sync_runtime(layout, profile, &mut state, &fake::Scope::Full, &mut None)?.0
+        }
         None if cfg.is_dir() => {
             let mut report = SyncReport::default();
             creds::sync_real(
@@ -384,12 +518,13 @@ fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
     let mut state = RuntimeState {
         link_mode: mode,
         created_at: now_ms(),
+        ready: false,
         settings: Default::default(),
         claude_json: Default::default(),
         credentials: Default::default(),
     };
-    // The state goes first, so a crash in the middle leaves a runtime the next acquire can
-    // sync and remove.
+    // The state goes first and says the build is not finished, so a crash in the middle leaves
+    // a runtime that the next acquire simply removes.
     save_state(layout, profile, &state)?;
     let config = profile::load_config(layout, profile)?;
     let canonical = layout.profile_credentials(profile);
@@ -402,7 +537,14 @@ fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
         LinkMode::Fake => {
             let mut manifest = fake::Manifest::default();
             let mut report = SyncReport::default();
-            fake::sync(&layout.claude_home, &cfg, &mut manifest, &mut report)?;
+            fake::sync(
+                &layout.claude_home,
+                &cfg,
+                &mut manifest,
+                &fake::Scope::Full,
+                true,
+                &mut report,
+            )?;
             manifest.save(&layout.runtime_manifest(profile))?;
             creds::place_fake(&canonical, &cred_file, &mut state.credentials)?;
         }
@@ -417,6 +559,7 @@ fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
         &layout.claude_json,
         &cfg.join(".claude.json"),
     )?;
+    state.ready = true;
     save_state(layout, profile, &state)
 }
 
@@ -514,11 +657,16 @@ pub fn acquire(layout: &Layout, opts: &AcquireOptions) -> Result<Acquired> {
 
 /// One reconciliation pass for a session's runtime; renews its lease.
 pub fn tick(layout: &Layout, id: &str) -> Result<Ticked> {
+    tick_with(layout, id, &mut TickCache::default())
+}
+
+/// A tick that keeps what it learned in `cache` for the next tick of the same runtime.
+pub fn tick_with(layout: &Layout, id: &str, cache: &mut TickCache) -> Result<Ticked> {
     session::check_id(id)?;
     let _lock = StateLock::acquire(layout)?;
     prune(layout)?;
     let mut record = session::load(layout, id)?;
-    let report = sync_and_record(layout, &record.profile)?;
+    let report = sync_and_record(layout, &record.profile, cache)?;
     if record.lease_ms.is_some() {
         record.renew(now_ms());
         session::save(layout, &record)?;
@@ -543,7 +691,10 @@ pub fn release(layout: &Layout, id: &str) -> Result<Released> {
     let (report, removed) = if remaining == 0 {
         (teardown(layout, &record.profile)?, true)
     } else {
-        (sync_and_record(layout, &record.profile)?, false)
+        (
+            sync_and_record(layout, &record.profile, &mut TickCache::default())?,
+            false,
+        )
     };
     session::remove(layout, &record.id)?;
     Ok(Released {

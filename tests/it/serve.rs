@@ -181,3 +181,54 @@ pub fn clauth_kill(pid: u32, signal: &str) {
         .unwrap();
     assert!(ok.success());
 }
+
+/// Polls until `check` holds, for at most `secs` seconds (a bound, not a speed assertion).
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    check()
+}
+
+#[test]
+fn a_long_lived_fake_session_mirrors_changes_on_both_sides_by_itself() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let mut s = f.serve();
+    let a = s.call("acquire", json!({"profile": "work", "link_mode": "fake"}));
+    assert_eq!(a["ok"], json!(true), "{a}");
+    // Let the first (full) pass run, then change both sides, deep and shallow.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fs::create_dir_all(f.runtime("work").join("projects/-new/sub")).unwrap();
+    fs::write(
+        f.runtime("work").join("projects/-new/sub/t.jsonl"),
+        "{\"from\":\"session\"}\n",
+    )
+    .unwrap();
+    fs::write(f.claude().join("commands/added.md"), "from home\n").unwrap();
+    let rel = "projects/-home-user-app/0b6c9a4e-1111-4c6e-9a53-2f0c1d7e8a01.jsonl";
+    fs::write(f.runtime("work").join(rel), "{\"rewritten\":true}\n").unwrap();
+    assert!(
+        eventually(10, || {
+            fs::read_to_string(f.claude().join("projects/-new/sub/t.jsonl")).is_ok()
+                && fs::read_to_string(f.runtime("work").join("commands/added.md")).is_ok()
+                && fs::read_to_string(f.claude().join(rel)).unwrap() == "{\"rewritten\":true}\n"
+        }),
+        "changes crossed over without a request"
+    );
+    let synced = s.wait_event("synced", 5);
+    assert_eq!(synced["session"], a["session"]);
+    // A deletion in the home reaches the runtime too.
+    fs::remove_file(f.claude().join("commands/review.md")).unwrap();
+    assert!(eventually(10, || !f
+        .runtime("work")
+        .join("commands/review.md")
+        .exists()));
+    let (status, _) = s.finish();
+    assert!(status.success());
+    assert!(!f.claude().join("commands/review.md").exists());
+}
