@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use clauth_helper::error::{CodedError, ErrorCode, code_of, coded, message_of};
 use clauth_helper::helper;
@@ -28,24 +28,50 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Protocol: start a session of a profile (JSON request on stdin, response on stdout).
+    #[command(
+        after_help = "Example:\n  echo '{\"profile\": \"work\", \"owner_pid\": 4242}' | clauth-helper acquire"
+    )]
     Acquire,
     /// Protocol: save refreshed credentials and sync files for a session.
+    #[command(
+        after_help = "Example:\n  echo '{\"session\": \"s-3f67a8a0cc9cb163b4043643\"}' | clauth-helper tick"
+    )]
     Tick,
     /// Protocol: end a session; the last one tears the runtime down.
+    #[command(
+        after_help = "Example:\n  echo '{\"session\": \"s-3f67a8a0cc9cb163b4043643\"}' | clauth-helper release"
+    )]
     Release,
     /// Protocol: profiles, live sessions, runtimes and credential expiry (never tokens).
+    #[command(after_help = "Example:\n  echo '{\"profile\": \"work\"}' | clauth-helper status")]
     Status,
     /// Protocol: newline-delimited requests on stdin; sessions live as long as this process.
+    #[command(
+        after_help = "Example:\n  printf '%s\\n' '{\"verb\": \"acquire\", \"id\": 1, \"profile\": \"work\"}' | clauth-helper serve"
+    )]
     Serve,
     /// Run a command (default: claude) under a profile; exits with the command's status.
+    #[command(
+        after_help = "Examples:\n  clauth-helper run work\n  clauth-helper run personal -- claude --continue\n  clauth-helper run work --link-mode fake -- claude -p 'summarise the diff'"
+    )]
     Run(RunArgs),
     /// Protocol: the protocol versions, verbs and features this binary supports.
+    #[command(after_help = "Example:\n  echo '{}' | clauth-helper capabilities")]
     Capabilities,
     /// Manage profiles (one per account).
     #[command(subcommand)]
     Profile(ProfileCommand),
     /// Reclaim runtimes left without a live session (after a crash), after a final sync.
+    #[command(after_help = "Example:\n  clauth-helper gc")]
     Gc,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  clauth-helper completions bash > ~/.local/share/bash-completion/completions/clauth-helper\n  clauth-helper completions zsh > ~/.zfunc/_clauth-helper\n  clauth-helper completions fish > ~/.config/fish/completions/clauth-helper.fish"
+    )]
+    Completions {
+        /// bash, zsh or fish (also: elvish, powershell).
+        shell: clap_complete::Shell,
+    },
     #[command(external_subcommand)]
     Unknown(Vec<String>),
 }
@@ -53,14 +79,23 @@ enum Command {
 #[derive(Subcommand)]
 enum ProfileCommand {
     /// Create a profile.
+    #[command(
+        after_help = "Examples:\n  clauth-helper profile add work --from-claude\n  clauth-helper profile add personal --credentials - < personal.json\n  clauth-helper profile add gateway --env ANTHROPIC_BASE_URL=https://llm.example.com\n  clauth-helper profile add work --replace --credentials new.json"
+    )]
     Add(AddArgs),
     /// List profiles.
+    #[command(
+        after_help = "Examples:\n  clauth-helper profile list\n  clauth-helper profile list --json"
+    )]
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show one profile (credentials are summarised, never printed).
+    #[command(
+        after_help = "Examples:\n  clauth-helper profile show work\n  clauth-helper profile show work --json"
+    )]
     Show {
         name: String,
         /// Print JSON.
@@ -68,6 +103,7 @@ enum ProfileCommand {
         json: bool,
     },
     /// Remove a profile (refused while it has a live session).
+    #[command(after_help = "Example:\n  clauth-helper profile remove old-work")]
     Remove { name: String },
 }
 
@@ -128,6 +164,15 @@ fn main() -> ExitCode {
         },
         Command::Run(args) => run_command(layout, args),
         Command::Profile(cmd) => human(layout.and_then(|l| profile_command(&l, cmd))),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "clauth-helper",
+                &mut io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Gc => human(layout.and_then(|l| {
             let collected = runtime::gc(&l)?;
             println!("{}", serde_json::to_string_pretty(&collected)?);

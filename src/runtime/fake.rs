@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -276,6 +277,68 @@ struct Mirror<'a> {
     deletions: Vec<(Side, String)>,
     /// The runtime is being built and nobody uses it yet: copy straight into place.
     fresh: bool,
+    progress: Progress,
+}
+
+/// A progress line on stderr for a long build, shown only on a terminal and only once the build
+/// has taken longer than `CLAUTH_PROGRESS_AFTER_MS` (default 1000). Stdout is never touched.
+struct Progress {
+    enabled: bool,
+    after: Duration,
+    start: Instant,
+    last: Option<Instant>,
+    files: u64,
+    bytes: u64,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        let after = std::env::var("CLAUTH_PROGRESS_AFTER_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(1));
+        Progress {
+            enabled: enabled && std::io::stderr().is_terminal(),
+            after,
+            start: Instant::now(),
+            last: None,
+            files: 0,
+            bytes: 0,
+        }
+    }
+
+    fn copied(&mut self, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.start) >= self.after
+            && self
+                .last
+                .is_none_or(|l| now.duration_since(l) >= Duration::from_millis(200))
+        {
+            eprint!(
+                "\rclauth-helper: copying the claude home into the runtime: {} files, {} MiB",
+                self.files,
+                self.bytes >> 20
+            );
+            self.last = Some(now);
+        }
+    }
+
+    fn finish(&self) {
+        if self.last.is_some() {
+            eprintln!(
+                "\rclauth-helper: copied the claude home into the runtime: {} files, {} MiB in {:.1} s",
+                self.files,
+                self.bytes >> 20,
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
 }
 
 impl Mirror<'_> {
@@ -306,6 +369,7 @@ impl Mirror<'_> {
         } else {
             fsx::copy_file_fast(&src, &dst)?
         };
+        self.progress.copied(copied.written.len());
         let (source, written) = (Stamp::of(&copied.source), Stamp::of(&copied.written));
         let (home, runtime) = if from == Side::Home {
             (source, written)
@@ -500,6 +564,7 @@ pub fn sync(
         report,
         deletions: Vec::new(),
         fresh,
+        progress: Progress::new(fresh),
     };
     match scope {
         Scope::Full => mirror.visit_dir("", 0, true)?,
@@ -509,5 +574,6 @@ pub fn sync(
             }
         }
     }
+    mirror.progress.finish();
     mirror.delete_pending()
 }

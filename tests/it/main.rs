@@ -2,11 +2,13 @@
 
 mod support;
 
+mod cli;
 mod concurrency;
 mod credentials;
 mod errors;
 mod lifecycle;
 mod profiles;
+mod progress;
 mod run;
 mod security;
 mod serve;
