@@ -81,7 +81,7 @@ pub fn may_replace(candidate: &Summary, current: Option<&Summary>) -> bool {
 }
 
 /// The summary reported by `status` and `profile show`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub present: bool,
     pub expires_at: Option<i64>,

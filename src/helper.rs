@@ -38,12 +38,12 @@ fn run_request(
     held_session: Option<String>,
 ) -> anyhow::Result<Value> {
     Ok(match request {
-        Request::Acquire {
+        Request::Acquire(protocol::AcquireRequest {
             profile,
             owner_pid,
             lease_ms,
             link_mode,
-        } => {
+        }) => {
             let opts = AcquireOptions {
                 profile,
                 owner_pid,
@@ -53,9 +53,9 @@ fn run_request(
             };
             serde_json::to_value(runtime::acquire(layout, &opts)?)?
         }
-        Request::Tick { session } => serde_json::to_value(runtime::tick(layout, &session)?)?,
-        Request::Release { session } => serde_json::to_value(runtime::release(layout, &session)?)?,
-        Request::Status { profile } => {
+        Request::Tick(r) => serde_json::to_value(runtime::tick(layout, &r.session)?)?,
+        Request::Release(r) => serde_json::to_value(runtime::release(layout, &r.session)?)?,
+        Request::Status(protocol::StatusRequest { profile }) => {
             serde_json::to_value(runtime::status(layout, profile.as_deref())?)?
         }
         Request::Capabilities => serde_json::to_value(protocol::capabilities())?,
@@ -65,8 +65,9 @@ fn run_request(
 /// Answers one request of `verb` read from `bytes`; the response is a full envelope.
 pub fn answer(layout: Result<&Layout, &CodedError>, verb: &str, bytes: &[u8]) -> Value {
     let result = (|| -> Result<Value, CodedError> {
-        let obj = protocol::parse_object(bytes)?;
+        // The verb is on the command line, so it is checked before the request is read.
         let verb = Verb::parse(verb).ok_or_else(|| unknown_verb(verb))?;
+        let obj = protocol::parse_object(bytes)?;
         let request = protocol::decode(verb, &obj)?;
         dispatch(layout, request, None)
     })();

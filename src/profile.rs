@@ -57,8 +57,13 @@ pub fn exists(layout: &Layout, name: &str) -> bool {
 pub fn load_config(layout: &Layout, name: &str) -> Result<ProfileConfig> {
     match fsx::read_optional(&layout.profile_config(name))? {
         None => Ok(ProfileConfig::default()),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("the configuration of profile {name} is damaged")),
+        // serde's message may quote a value of the file, which may be a secret: not repeated.
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| {
+            anyhow::anyhow!(
+                "the configuration of profile {name} ({}) is damaged: it is not a JSON object with an \"env\" object of strings",
+                layout.profile_config(name).display()
+            )
+        }),
     }
 }
 

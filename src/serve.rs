@@ -13,6 +13,7 @@ use crate::helper::{dispatch, to_coded, unknown_verb};
 use crate::hold::{self, Held};
 use crate::layout::Layout;
 use crate::platform::Signals;
+use crate::protocol::envelope::EventBody;
 use crate::protocol::{self, Request, Verb};
 use crate::runtime::{self, AcquireOptions, LinkModeRequest};
 
@@ -77,19 +78,6 @@ impl<W: Write> Server<'_, W> {
         let _ = self.output.flush();
     }
 
-    fn event(&mut self, name: &str, session: &str, body: Value) {
-        let mut out = Map::new();
-        out.insert("protocol".into(), Value::from(protocol::PROTOCOL_VERSION));
-        out.insert("event".into(), Value::String(name.into()));
-        out.insert("session".into(), Value::String(session.into()));
-        if let Value::Object(fields) = body {
-            for (k, v) in fields {
-                out.entry(k).or_insert(v);
-            }
-        }
-        self.send(&Value::Object(out));
-    }
-
     fn handle_line(&mut self, bytes: &[u8]) {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return;
@@ -126,12 +114,12 @@ impl<W: Write> Server<'_, W> {
         };
         let request = protocol::decode(verb, obj)?;
         match request {
-            Request::Acquire {
+            Request::Acquire(protocol::AcquireRequest {
                 profile,
                 owner_pid,
                 lease_ms,
                 link_mode,
-            } => {
+            }) => {
                 let opts = AcquireOptions {
                     profile,
                     owner_pid,
@@ -145,11 +133,9 @@ impl<W: Write> Server<'_, W> {
                 self.held.insert(held.acquired.session.clone(), held);
                 Ok(body)
             }
-            Request::Release { session } => {
-                let release = Request::Release {
-                    session: session.clone(),
-                };
-                let body = dispatch(self.layout, release, None)?;
+            Request::Release(r) => {
+                let session = r.session.clone();
+                let body = dispatch(self.layout, Request::Release(r), None)?;
                 self.held.remove(&session);
                 Ok(body)
             }
@@ -179,8 +165,10 @@ impl<W: Write> Server<'_, W> {
                 .or_insert_with(runtime::TickCache::long_lived);
             match runtime::tick_with(layout, &id, cache) {
                 Ok(ticked) if ticked.report.is_eventful() => {
-                    let body = serde_json::to_value(&ticked.report).unwrap_or(Value::Null);
-                    self.event("synced", &id, body);
+                    self.send(&protocol::event(EventBody::Synced {
+                        session: id,
+                        report: ticked.report,
+                    }));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -188,10 +176,12 @@ impl<W: Write> Server<'_, W> {
                     if err.code == ErrorCode::SessionNotFound {
                         // Released by someone else: this process no longer holds it.
                         self.held.remove(&id);
-                        self.event("session_ended", &id, Value::Null);
+                        self.send(&protocol::event(EventBody::SessionEnded { session: id }));
                     } else {
-                        let body = serde_json::json!({"error": {"code": err.code, "message": err.message, "retryable": err.code.retryable()}});
-                        self.event("tick_failed", &id, body);
+                        self.send(&protocol::event(EventBody::TickFailed {
+                            session: id,
+                            error: protocol::error_body(&err),
+                        }));
                     }
                 }
             }

@@ -2,6 +2,8 @@
 //!
 //! Nothing here touches the file system; `helper` dispatches decoded requests.
 
+pub mod envelope;
+pub mod schema;
 pub mod wire;
 
 pub use wire::*;

@@ -1,7 +1,10 @@
 //! Wire types of protocol v1 and their codec.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use super::envelope::{ErrorBody, Event, EventBody, Failure, Flag, ProtocolV1, Success};
 
 use crate::error::{CodedError, ErrorCode};
 
@@ -49,31 +52,54 @@ impl Verb {
 }
 
 /// `link_mode` as a request may give it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum LinkModeField {
     Auto,
     Real,
     Fake,
 }
 
+/// `acquire`: start a session of a profile.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct AcquireRequest {
+    /// The profile name: 1 to 64 letters, digits, `-`, `_`, `.`, not starting with `.`.
+    pub profile: String,
+    /// The session ends when this process does (checked with its start time).
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub owner_pid: Option<u32>,
+    /// The session ends unless ticked within this many milliseconds.
+    #[schemars(range(min = 1, max = 2592000000u64))]
+    pub lease_ms: Option<u64>,
+    /// How the runtime presents the claude home; `auto` (the default) probes for symlinks.
+    pub link_mode: Option<LinkModeField>,
+}
+
+/// `tick` and `release`: a session returned by `acquire`.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct SessionRequest {
+    /// The session id (letters, digits, `-`, `_`; at most 64).
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub session: String,
+}
+
+/// `status`: every profile, or one.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct StatusRequest {
+    pub profile: Option<String>,
+}
+
+/// `capabilities`: no fields.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct CapabilitiesRequest {}
+
 /// A decoded request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Acquire {
-        profile: String,
-        owner_pid: Option<u32>,
-        lease_ms: Option<u64>,
-        link_mode: Option<LinkModeField>,
-    },
-    Tick {
-        session: String,
-    },
-    Release {
-        session: String,
-    },
-    Status {
-        profile: Option<String>,
-    },
+    Acquire(AcquireRequest),
+    Tick(SessionRequest),
+    Release(SessionRequest),
+    Status(StatusRequest),
     Capabilities,
 }
 
@@ -108,8 +134,9 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, CodedError> {
 pub fn check_version(obj: &Map<String, Value>) -> Result<(), CodedError> {
     match obj.get("protocol") {
         None | Some(Value::Null) => Ok(()),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(v) if SUPPORTED_VERSIONS.contains(&v) => Ok(()),
+        // 1.0 is the number 1, whatever the sender's JSON library printed.
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(v) if SUPPORTED_VERSIONS.iter().any(|s| *s as f64 == v) => Ok(()),
             _ => Err(CodedError {
                 code: ErrorCode::UnsupportedProtocol,
                 message: format!(
@@ -158,7 +185,7 @@ pub const MAX_LEASE_MS: u64 = 30 * 24 * 3600 * 1000;
 pub fn decode(verb: Verb, obj: &Map<String, Value>) -> Result<Request, CodedError> {
     check_version(obj)?;
     Ok(match verb {
-        Verb::Acquire => Request::Acquire {
+        Verb::Acquire => Request::Acquire(AcquireRequest {
             profile: string_field(obj, "profile", true)?.unwrap_or_default(),
             owner_pid: positive_field(obj, "owner_pid", i32::MAX as u64)?.map(|p| p as u32),
             lease_ms: positive_field(obj, "lease_ms", MAX_LEASE_MS)?,
@@ -169,16 +196,16 @@ pub fn decode(verb: Verb, obj: &Map<String, Value>) -> Result<Request, CodedErro
                 Some("fake") => Some(LinkModeField::Fake),
                 Some(_) => return Err(invalid("link_mode must be \"auto\", \"real\" or \"fake\"")),
             },
-        },
-        Verb::Tick => Request::Tick {
+        }),
+        Verb::Tick => Request::Tick(SessionRequest {
             session: string_field(obj, "session", true)?.unwrap_or_default(),
-        },
-        Verb::Release => Request::Release {
+        }),
+        Verb::Release => Request::Release(SessionRequest {
             session: string_field(obj, "session", true)?.unwrap_or_default(),
-        },
-        Verb::Status => Request::Status {
+        }),
+        Verb::Status => Request::Status(StatusRequest {
             profile: string_field(obj, "profile", false)?,
-        },
+        }),
         Verb::Capabilities => Request::Capabilities,
     })
 }
@@ -196,51 +223,63 @@ pub const FEATURES: &[&str] = &[
 ];
 
 /// The body of a `capabilities` response: what this binary speaks.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Capabilities {
-    pub protocol_versions: &'static [u64],
-    pub verbs: Vec<&'static str>,
-    pub features: &'static [&'static str],
-    pub version: &'static str,
+    /// Every protocol version this binary answers.
+    pub protocol_versions: Vec<u64>,
+    pub verbs: Vec<String>,
+    /// Optional behaviours; a client checks for one before relying on it.
+    pub features: Vec<String>,
+    /// The clauth-helper version.
+    pub version: String,
 }
 
 pub fn capabilities() -> Capabilities {
     Capabilities {
-        protocol_versions: SUPPORTED_VERSIONS,
-        verbs: Verb::ALL.iter().map(|v| v.as_str()).collect(),
-        features: FEATURES,
-        version: env!("CARGO_PKG_VERSION"),
+        protocol_versions: SUPPORTED_VERSIONS.to_vec(),
+        verbs: Verb::ALL.iter().map(|v| v.as_str().to_owned()).collect(),
+        features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }
 
 /// `{"protocol": 1, "ok": true, ...body}`; `id` is echoed when given (serve).
 pub fn success(id: Option<&Value>, body: &impl Serialize) -> Value {
-    let mut out = envelope(id, true);
-    if let Ok(Value::Object(fields)) = serde_json::to_value(body) {
-        out.extend(fields);
-    }
-    Value::Object(out)
+    let line = Success {
+        protocol: ProtocolV1,
+        id: id.cloned(),
+        ok: Flag,
+        body,
+    };
+    serde_json::to_value(line).unwrap_or(Value::Null)
 }
 
 /// `{"protocol": 1, "ok": false, "error": {code, message, retryable}}`.
 pub fn failure(id: Option<&Value>, err: &CodedError) -> Value {
-    let mut out = envelope(id, false);
-    let mut error = Map::new();
-    error.insert("code".into(), Value::String(err.code.as_str().into()));
-    error.insert("message".into(), Value::String(err.message.clone()));
-    error.insert("retryable".into(), Value::Bool(err.code.retryable()));
-    out.insert("error".into(), Value::Object(error));
-    Value::Object(out)
+    let line = Failure {
+        protocol: ProtocolV1,
+        id: id.cloned(),
+        ok: Flag,
+        error: error_body(err),
+    };
+    serde_json::to_value(line).unwrap_or(Value::Null)
 }
 
-fn envelope(id: Option<&Value>, ok: bool) -> Map<String, Value> {
-    let mut out = Map::new();
-    out.insert("protocol".into(), Value::from(PROTOCOL_VERSION));
-    if let Some(id) = id {
-        out.insert("id".into(), id.clone());
+pub fn error_body(err: &CodedError) -> ErrorBody {
+    ErrorBody {
+        code: err.code,
+        message: err.message.clone(),
+        retryable: err.code.retryable(),
     }
-    out.insert("ok".into(), Value::Bool(ok));
-    out
+}
+
+/// An event line for serve.
+pub fn event(body: EventBody) -> Value {
+    serde_json::to_value(Event {
+        protocol: ProtocolV1,
+        body,
+    })
+    .unwrap_or(Value::Null)
 }
 
 /// One line of output: compact JSON and a newline.

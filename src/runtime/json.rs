@@ -115,8 +115,9 @@ impl Doc<'_> {
         &self,
         runtime: Map<String, Value>,
         base: &Map<String, Value>,
-    ) -> Result<Map<String, Value>> {
+    ) -> Result<(Map<String, Value>, bool)> {
         let mut doc = runtime;
+        let mut saved_profile = false;
         match self {
             Doc::Settings(config) => {
                 // The profile's env keys are the profile's: in the shared document they keep
@@ -150,10 +151,11 @@ impl Doc<'_> {
                 if account != load_account(layout, profile)? {
                     let bytes = serde_json::to_vec_pretty(&account)?;
                     fsx::atomic_write(&layout.profile_account(profile), &bytes, fsx::PRIVATE_FILE)?;
+                    saved_profile = true;
                 }
             }
         }
-        Ok(doc)
+        Ok((doc, saved_profile))
     }
 }
 
@@ -212,6 +214,8 @@ pub fn materialise(doc: &Doc, home: &Path, runtime: &Path) -> Result<JsonSync> {
 pub struct Outcome {
     pub saved_home: bool,
     pub updated_runtime: bool,
+    /// The profile's part of the document (its account keys) was saved.
+    pub saved_profile: bool,
     /// The runtime's copy did not parse and was left alone.
     pub rejected: bool,
     /// The sync state changed and must be saved.
@@ -231,7 +235,11 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
 
     let session = if runtime_now != state.runtime {
         match read_object(runtime) {
-            Ok(Some(doc_now)) => Some(doc.split(doc_now, &base)?),
+            Ok(Some(doc_now)) => {
+                let (shared, saved_profile) = doc.split(doc_now, &base)?;
+                out.saved_profile = saved_profile;
+                Some(shared)
+            }
             Ok(None) => None,
             Err(_) => {
                 out.rejected = true;

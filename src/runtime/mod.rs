@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use json::ACCOUNT_KEYS;
@@ -43,7 +44,7 @@ pub(crate) fn conflict_name(path: &Path, side: &str) -> PathBuf {
 }
 
 /// How a runtime presents the claude home's entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkMode {
     Real,
@@ -96,7 +97,7 @@ pub struct RuntimeState {
 }
 
 /// What one sync did; every field says something a caller may want to show.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct SyncReport {
     /// Credentials the session refreshed or logged in were saved to the profile.
     pub credentials_saved: bool,
@@ -128,6 +129,7 @@ impl SyncReport {
     /// Whether anything was saved or moved (serve sends an event then).
     pub fn is_eventful(&self) -> bool {
         self.credentials_saved
+            || self.credentials_rejected.is_some()
             || !self.adopted.is_empty()
             || self.copied_to_home > 0
             || self.deleted_in_home > 0
@@ -149,7 +151,7 @@ pub struct AcquireOptions {
     pub held_session: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Acquired {
     pub session: String,
     pub profile: String,
@@ -160,7 +162,7 @@ pub struct Acquired {
     pub lease_expires_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Ticked {
     pub session: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -169,7 +171,7 @@ pub struct Ticked {
     pub report: SyncReport,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Released {
     pub session: String,
     pub runtime_removed: bool,
@@ -178,7 +180,7 @@ pub struct Released {
     pub report: SyncReport,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SessionInfo {
     pub session: String,
     pub created_at: i64,
@@ -188,7 +190,7 @@ pub struct SessionInfo {
     pub held: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RuntimeInfo {
     pub config_dir: PathBuf,
     pub link_mode: LinkMode,
@@ -196,7 +198,7 @@ pub struct RuntimeInfo {
     pub orphaned: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ProfileStatus {
     pub name: String,
     pub sessions: Vec<SessionInfo>,
@@ -204,7 +206,7 @@ pub struct ProfileStatus {
     pub credentials: credentials::Report,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Status {
     pub profiles: Vec<ProfileStatus>,
 }
@@ -262,6 +264,19 @@ fn live_of<'a>(
     live.iter().filter(move |r| r.profile == profile)
 }
 
+/// `CLAUTH_LINK_MODE`, checked on every acquire whether or not a runtime is built.
+fn env_link_mode(layout: &Layout) -> Result<Option<LinkModeRequest>> {
+    match &layout.link_mode_env {
+        None => Ok(None),
+        Some(v) => LinkModeRequest::parse(v).map(Some).ok_or_else(|| {
+            coded(
+                ErrorCode::InvalidRequest,
+                format!("CLAUTH_LINK_MODE must be auto, real or fake, not {v:?}"),
+            )
+        }),
+    }
+}
+
 fn decide_mode(
     layout: &Layout,
     asked: Option<LinkModeRequest>,
@@ -269,15 +284,7 @@ fn decide_mode(
 ) -> Result<LinkMode> {
     let asked = match asked {
         Some(m) => m,
-        None => match &layout.link_mode_env {
-            None => LinkModeRequest::Auto,
-            Some(v) => LinkModeRequest::parse(v).ok_or_else(|| {
-                coded(
-                    ErrorCode::InvalidRequest,
-                    format!("CLAUTH_LINK_MODE must be auto, real or fake, not {v:?}"),
-                )
-            })?,
-        },
+        None => env_link_mode(layout)?.unwrap_or(LinkModeRequest::Auto),
     };
     Ok(match asked {
         LinkModeRequest::Real => LinkMode::Real,
@@ -449,7 +456,7 @@ fn sync_documents(
         &cfg.join(".claude.json"),
         &mut state.claude_json,
     )?;
-    report.claude_json_saved = claude_json.saved_home;
+    report.claude_json_saved = claude_json.saved_home || claude_json.saved_profile;
     if claude_json.rejected {
         report.rejected_documents.push(".claude.json".into());
     }
@@ -585,6 +592,7 @@ pub fn acquire(layout: &Layout, opts: &AcquireOptions) -> Result<Acquired> {
             )
         })?),
     };
+    env_link_mode(layout)?;
     let (live, _) = prune(layout)?;
     let existing = match live_of(&live, name).next() {
         Some(_) => load_state(layout, name)?,
@@ -592,13 +600,9 @@ pub fn acquire(layout: &Layout, opts: &AcquireOptions) -> Result<Acquired> {
     };
     let mode = match existing {
         Some(state) => {
-            let asked = opts.link_mode.or_else(|| {
-                layout
-                    .link_mode_env
-                    .as_deref()
-                    .and_then(LinkModeRequest::parse)
-            });
-            let wanted = match asked {
+            // Only a mode the request names can conflict; CLAUTH_LINK_MODE is a default for
+            // new runtimes.
+            let wanted = match opts.link_mode {
                 Some(LinkModeRequest::Real) => Some(LinkMode::Real),
                 Some(LinkModeRequest::Fake) => Some(LinkMode::Fake),
                 _ => None,

@@ -60,7 +60,7 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
         }
         // A regular file or directory (or a foreign link) that the session wrote: fold it in.
         if home_names.contains(name) {
-            fold(&here, &there)?;
+            fold(home, &here, &there, report)?;
         } else {
             fsx::move_entry(&here, &there)?;
         }
@@ -77,7 +77,7 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
 
 /// Moves `src` over `dst`, where both exist: the session's version wins file by file, and
 /// directories are merged so nothing only the home had is lost.
-fn fold(src: &Path, dst: &Path) -> Result<()> {
+fn fold(home: &Path, src: &Path, dst: &Path, report: &mut SyncReport) -> Result<()> {
     let src_meta =
         fs::symlink_metadata(src).with_context(|| format!("cannot stat {}", src.display()))?;
     let dst_meta =
@@ -87,7 +87,7 @@ fn fold(src: &Path, dst: &Path) -> Result<()> {
             let entry = entry.with_context(|| format!("cannot read {}", src.display()))?;
             let target = dst.join(entry.file_name());
             if fsx::lstat_optional(&target)?.is_some() {
-                fold(&entry.path(), &target)?;
+                fold(home, &entry.path(), &target, report)?;
             } else {
                 fsx::move_entry(&entry.path(), &target)?;
             }
@@ -99,6 +99,8 @@ fn fold(src: &Path, dst: &Path) -> Result<()> {
         // A file became a directory or the reverse: keep the home's as a conflict copy.
         let aside = super::conflict_name(dst, "home");
         fs::rename(dst, &aside).with_context(|| format!("cannot move {} aside", dst.display()))?;
+        let shown = aside.strip_prefix(home).unwrap_or(&aside);
+        report.conflicts.push(shown.to_string_lossy().into_owned());
         return fsx::move_entry(src, dst);
     }
     match fs::rename(src, dst) {

@@ -214,3 +214,40 @@ fn a_dead_owner_pid_at_acquire_is_invalid() {
         "invalid_request",
     );
 }
+
+#[test]
+fn protocol_one_written_as_a_float_is_protocol_one() {
+    let f = setup();
+    f.raw("status", br#"{"protocol": 1.0}"#).ok();
+    refused(
+        &f,
+        "status",
+        br#"{"protocol": 1.5}"#,
+        "unsupported_protocol",
+    );
+}
+
+#[test]
+fn a_damaged_profile_config_is_reported_without_quoting_it() {
+    let f = setup();
+    let config = f.store().join("profiles/work/profile.json");
+    // A value pasted in the wrong place must not come back in the message.
+    std::fs::write(&config, r#"{"env": "sk-ant-oat01-PASTEDBYMISTAKE"}"#).unwrap();
+    let body = f.request("acquire", json!({"profile": "work"})).err("io");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("damaged")
+    );
+    assert!(
+        !f.store().join("runtimes/work").exists(),
+        "no runtime was left half-built"
+    );
+}
+
+#[test]
+fn an_unknown_verb_is_refused_whatever_the_request_holds() {
+    let f = setup();
+    refused(&f, "frobnicate", b"not json at all", "unknown_verb");
+}

@@ -377,3 +377,18 @@ fn capabilities_lists_versions_verbs_and_features_without_a_store() {
     assert_eq!(c["protocol_versions"], json!([1]));
     s.finish();
 }
+
+#[test]
+fn clauth_link_mode_is_a_default_for_new_runtimes_not_a_conflict() {
+    let mut f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let a = f.acquire("work", "fake");
+    f.set_env("CLAUTH_LINK_MODE", "real");
+    let b = f.request("acquire", json!({"profile": "work"})).ok();
+    assert_eq!(b["link_mode"], json!("fake"), "joins the live runtime");
+    f.set_env("CLAUTH_LINK_MODE", "sideways");
+    f.request("acquire", json!({"profile": "work"}))
+        .err("invalid_request");
+    f.release(&session_of(&a));
+    f.release(&session_of(&b));
+}

@@ -10,6 +10,7 @@ mod lifecycle;
 mod profiles;
 mod progress;
 mod run;
+mod schema;
 mod security;
 mod serve;
 mod sync;

@@ -462,6 +462,7 @@ impl Serve {
             {
                 assert_no_secret("serve stdout", line.as_bytes());
                 let v: Value = serde_json::from_str(&line).unwrap();
+                validate("serve.event", &v);
                 if v["event"] == json!(name) {
                     return v;
                 }
@@ -486,4 +487,54 @@ impl Serve {
         assert_no_secret("serve stderr", stderr.as_bytes());
         (status, stderr)
     }
+}
+
+/// Validators for every schema in protocol/schema/, compiled once per test binary.
+fn validators() -> &'static BTreeMap<String, jsonschema::Validator> {
+    static CELL: std::sync::OnceLock<BTreeMap<String, jsonschema::Validator>> =
+        std::sync::OnceLock::new();
+    CELL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/schema");
+        let mut out = BTreeMap::new();
+        for entry in fs::read_dir(&dir).expect("protocol/schema exists") {
+            let path = entry.unwrap().path();
+            let name = path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches(".schema.json")
+                .to_owned();
+            let schema: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            out.insert(
+                name,
+                jsonschema::validator_for(&schema)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+            );
+        }
+        out
+    })
+}
+
+/// Asserts that `value` validates against `protocol/schema/<name>.schema.json`.
+pub fn validate(name: &str, value: &Value) {
+    let validator = validators()
+        .get(name)
+        .unwrap_or_else(|| panic!("no schema {name}"));
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{value} does not match {name}: {errors:?}"
+    );
+}
+
+/// Asserts that `value` is a valid response of some verb.
+pub fn validate_any_response(value: &Value) {
+    let ok = validators()
+        .iter()
+        .filter(|(name, _)| name.ends_with(".response"))
+        .any(|(_, v)| v.is_valid(value));
+    assert!(ok, "{value} matches no response schema");
 }

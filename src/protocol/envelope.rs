@@ -1,0 +1,149 @@
+//! The envelope of every line on the wire as Rust types: what is serialised is what the JSON
+//! Schemas under `protocol/schema/` are derived from.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::error::ErrorCode;
+use crate::runtime::SyncReport;
+
+/// `"protocol": 1`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProtocolV1;
+
+impl Serialize for ProtocolV1 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(super::PROTOCOL_VERSION)
+    }
+}
+
+impl JsonSchema for ProtocolV1 {
+    fn schema_name() -> Cow<'static, str> {
+        "ProtocolV1".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "const": 1, "description": "The protocol version: 1."})
+    }
+}
+
+/// A boolean that is always `B`: `"ok": true` on success, `false` on failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flag<const B: bool>;
+
+impl<const B: bool> Serialize for Flag<B> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(B)
+    }
+}
+
+impl<const B: bool> JsonSchema for Flag<B> {
+    fn schema_name() -> Cow<'static, str> {
+        if B { "True".into() } else { "False".into() }
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "boolean", "const": B})
+    }
+}
+
+/// A successful response: the envelope and the verb's fields.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Success<T> {
+    pub protocol: ProtocolV1,
+    /// serve only: the request's `id`, echoed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    pub ok: Flag<true>,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// A failed response.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Failure {
+    pub protocol: ProtocolV1,
+    /// serve only: the request's `id`, echoed (`null` when the line was not a JSON object).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    pub ok: Flag<false>,
+    pub error: ErrorBody,
+}
+
+/// Why a request failed. Callers switch on `code`, never on `message`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// A sentence for people; it never holds a secret.
+    pub message: String,
+    /// Whether the same request may succeed if sent again unchanged.
+    pub retryable: bool,
+}
+
+/// Either answer to a request of one verb.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Answer<T> {
+    Success(Success<T>),
+    Failure(Failure),
+}
+
+/// A request: the envelope's optional `protocol` and the verb's fields. Unknown fields are
+/// ignored.
+#[derive(Debug, Clone, JsonSchema)]
+pub struct RequestOf<T> {
+    /// When present, must be a protocol version this binary speaks (1).
+    pub protocol: Option<u64>,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// A serve-mode request line: a one-shot request plus `verb` and an optional `id`.
+#[derive(Debug, Clone, JsonSchema)]
+pub struct ServeRequest {
+    /// Echoed in the response; any JSON value.
+    pub id: Option<Value>,
+    pub protocol: Option<u64>,
+    #[serde(flatten)]
+    pub body: ServeVerb,
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(tag = "verb", rename_all = "snake_case")]
+pub enum ServeVerb {
+    Acquire(super::AcquireRequest),
+    Tick(super::SessionRequest),
+    Release(super::SessionRequest),
+    Status(super::StatusRequest),
+    Capabilities(super::CapabilitiesRequest),
+}
+
+/// A serve-mode event line: no `id`, an `event` name, and the session it concerns.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Event {
+    pub protocol: ProtocolV1,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A tick saved or moved something: refreshed credentials, adopted entries, copies.
+    Synced {
+        session: String,
+        #[serde(flatten)]
+        report: SyncReport,
+    },
+    /// The session was released by another process; this one no longer holds it.
+    SessionEnded { session: String },
+    /// A background tick failed; the session is still held and ticking goes on.
+    TickFailed { session: String, error: ErrorBody },
+}
