@@ -35,13 +35,28 @@ fn parent_of(path: &Path) -> Result<&Path> {
 
 /// Writes `bytes` to `path` atomically with permission bits `mode`.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    atomic_write_with(path, mode, |out| out.write_all(bytes))
+}
+
+/// Like [`atomic_write`], with the contents written by `fill` through a buffer.
+pub fn atomic_write_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<()> {
     let dir = parent_of(path)?;
     let mut tmp =
         temp_in(dir).with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+    {
+        let mut out = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        fill(&mut out)
+            .and_then(|_| out.flush())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    tmp.as_file()
+        .sync_all()
         .with_context(|| format!("cannot write {}", path.display()))?;
-    platform::set_mode(tmp.path(), mode)
+    platform::set_file_mode(tmp.as_file(), mode)
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     tmp.persist(path)
         .map_err(|e| e.error)

@@ -7,9 +7,10 @@
 //! both trees at once, so memory follows the widest directory and the manifest, not the tree.
 //! Copies into a live runtime go through a temp file and a rename.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -70,28 +71,30 @@ impl Manifest {
         Ok(Manifest { rows, dirty: false })
     }
 
+    /// Writes the manifest atomically, streaming rows rather than building the file in memory.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut out = Vec::with_capacity(self.rows.len() * 96);
-        for (rel, row) in &self.rows {
-            match row {
-                Synced::Dir => writeln!(out, "d\t{}", escape(rel))?,
-                Synced::File {
-                    home: h,
-                    runtime: r,
-                } => writeln!(
-                    out,
-                    "f\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    h.size,
-                    h.mtime_ns,
-                    h.ino,
-                    r.size,
-                    r.mtime_ns,
-                    r.ino,
-                    escape(rel)
-                )?,
+        fsx::atomic_write_with(path, fsx::PRIVATE_FILE, |out| {
+            for (rel, row) in &self.rows {
+                match row {
+                    Synced::Dir => writeln!(out, "d\t{}", escape(rel))?,
+                    Synced::File {
+                        home: h,
+                        runtime: r,
+                    } => writeln!(
+                        out,
+                        "f\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        h.size,
+                        h.mtime_ns,
+                        h.ino,
+                        r.size,
+                        r.mtime_ns,
+                        r.ino,
+                        escape(rel)
+                    )?,
+                }
             }
-        }
-        fsx::atomic_write(path, &out, fsx::PRIVATE_FILE)
+            Ok(())
+        })
     }
 
     fn set(&mut self, rel: String, row: Synced) {
@@ -106,8 +109,9 @@ impl Manifest {
         }
     }
 
-    /// Rows of the direct children of directory `rel` ("" for the top).
-    fn children(&self, rel: &str) -> Vec<(String, Synced)> {
+    /// Rows of the direct children of directory `rel` ("" for the top) whose name passes
+    /// `keep`, as full paths.
+    fn children_where(&self, rel: &str, keep: impl Fn(&str) -> bool) -> Vec<(String, Synced)> {
         let prefix = if rel.is_empty() {
             String::new()
         } else {
@@ -116,8 +120,11 @@ impl Manifest {
         self.rows
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(k, _)| !k[prefix.len()..].contains('/'))
-            .map(|(k, v)| (k[prefix.len()..].to_owned(), *v))
+            .filter(|(k, _)| {
+                let name = &k[prefix.len()..];
+                !name.contains('/') && keep(name)
+            })
+            .map(|(k, v)| (k.clone(), *v))
             .collect()
     }
 
@@ -136,10 +143,16 @@ impl Manifest {
     }
 }
 
-fn escape(rel: &str) -> String {
-    rel.replace('\\', "\\\\")
-        .replace('\n', "\\n")
-        .replace('\t', "\\t")
+fn escape(rel: &str) -> Cow<'_, str> {
+    if rel.contains(['\\', '\n', '\t']) {
+        Cow::Owned(
+            rel.replace('\\', "\\\\")
+                .replace('\n', "\\n")
+                .replace('\t', "\\t"),
+        )
+    } else {
+        Cow::Borrowed(rel)
+    }
 }
 
 fn unescape(s: &str) -> String {
@@ -488,28 +501,42 @@ impl Mirror<'_> {
         let top = rel.is_empty();
         let hs = list(&join(self.home, rel), top)?;
         let rs = list(&join(self.runtime, rel), top)?;
-        let ms = self.manifest.children(rel);
-        let mut names: BTreeSet<&str> = hs.iter().map(|(n, _)| n.as_str()).collect();
-        names.extend(rs.iter().map(|(n, _)| n.as_str()));
-        names.extend(ms.iter().map(|(n, _)| n.as_str()));
-        let find = |list: &[(String, Node)], name: &str| {
-            list.binary_search_by(|(n, _)| n.as_str().cmp(name))
-                .ok()
-                .map(|i| list[i].1)
-        };
-        let find_m = |name: &str| {
-            ms.binary_search_by(|(n, _)| n.as_str().cmp(name))
-                .ok()
-                .map(|i| ms[i].1)
-        };
-        for name in names {
-            let (h, r, m) = (find(&hs, name), find(&rs, name), find_m(name));
+        // Both listings are sorted: merge them without building a set, and look each path up in
+        // the manifest, so the widest directory costs two listings and nothing more.
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let (name, h, r) = match (hs.get(i), rs.get(j)) {
+                (None, None) => break,
+                (Some(a), Some(b)) if a.0 == b.0 => {
+                    (i, j) = (i + 1, j + 1);
+                    (a.0.as_str(), Some(a.1), Some(b.1))
+                }
+                (Some(a), b) if b.is_none_or(|b| a.0 < b.0) => {
+                    i += 1;
+                    (a.0.as_str(), Some(a.1), None)
+                }
+                (_, Some(b)) => {
+                    j += 1;
+                    (b.0.as_str(), None, Some(b.1))
+                }
+                (Some(_), None) => unreachable!("handled by the arm above"),
+            };
             let path = child(rel, name);
+            let m = self.manifest.rows.get(&path).copied();
             self.visit(&path, h, r, m)?;
             let is_dir = h == Some(Node::Dir) || r == Some(Node::Dir);
             if is_dir && (deep || m != Some(Synced::Dir)) {
                 self.visit_dir(&path, depth + 1, true)?;
             }
+        }
+        // Paths the manifest knows that are gone from both sides.
+        let listed = |name: &str| {
+            hs.binary_search_by(|(n, _)| n.as_str().cmp(name)).is_ok()
+                || rs.binary_search_by(|(n, _)| n.as_str().cmp(name)).is_ok()
+        };
+        let gone = self.manifest.children_where(rel, |name| !listed(name));
+        for (path, m) in gone {
+            self.visit(&path, None, None, Some(m))?;
         }
         Ok(())
     }
@@ -576,4 +603,63 @@ pub fn sync(
     }
     mirror.progress.finish();
     mirror.delete_pending()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_rows_survive_a_save_and_load_with_awkward_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = |n| Stamp {
+            size: n,
+            mtime_ns: -(n as i64),
+            ino: n * 3,
+        };
+        let mut m = Manifest::default();
+        for (i, name) in [
+            "plain",
+            "tab\there",
+            "new\nline",
+            "back\\slash",
+            "ünï",
+            "a/b/c",
+        ]
+        .iter()
+        .enumerate()
+        {
+            m.set(
+                name.to_string(),
+                Synced::File {
+                    home: stamp(i as u64),
+                    runtime: stamp(i as u64 + 100),
+                },
+            );
+        }
+        m.set("dir".into(), Synced::Dir);
+        let path = dir.path().join("manifest.tsv");
+        m.save(&path).unwrap();
+        let loaded = Manifest::load(&path).unwrap();
+        assert_eq!(loaded.rows, m.rows);
+    }
+
+    #[test]
+    fn children_are_direct_children_only() {
+        let mut m = Manifest::default();
+        for p in ["a", "a/b", "a/b/c", "a/d", "a.txt", "b"] {
+            m.set(p.into(), Synced::Dir);
+        }
+        let names = |rel| {
+            m.children_where(rel, |_| true)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(""), ["a", "a.txt", "b"]);
+        assert_eq!(names("a"), ["a/b", "a/d"]);
+        assert_eq!(names("a/b"), ["a/b/c"]);
+        m.forget_below("a");
+        assert_eq!(m.rows.keys().collect::<Vec<_>>(), ["a", "a.txt", "b"]);
+    }
 }
