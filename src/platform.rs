@@ -55,6 +55,11 @@ pub fn file_id(meta: &std::fs::Metadata) -> u64 {
     imp::file_id(meta)
 }
 
+/// Whether child processes started from now on inherit `file` (its lock with it).
+pub fn set_inheritable(file: &std::fs::File, inherit: bool) -> io::Result<()> {
+    imp::set_inheritable(file, inherit)
+}
+
 /// Sends `signal` to `pid`; used by `run` to forward signals to its child.
 pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
     imp::send_signal(pid, signal)
@@ -125,6 +130,27 @@ mod imp {
         meta.ino()
     }
 
+    pub fn set_inheritable(file: &std::fs::File, inherit: bool) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own, reading and setting only FD_CLOEXEC.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let flags = if inherit {
+                flags & !libc::FD_CLOEXEC
+            } else {
+                flags | libc::FD_CLOEXEC
+            };
+            if libc::fcntl(fd, libc::F_SETFD, flags) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
     pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
         if pid == 0 || pid > i32::MAX as u32 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad pid"));
@@ -177,6 +203,11 @@ mod imp {
 
     pub fn file_id(_meta: &std::fs::Metadata) -> u64 {
         0
+    }
+
+    pub fn set_inheritable(_file: &std::fs::File, _inherit: bool) -> io::Result<()> {
+        // Handles are not inherited by std's spawn on Windows; the hold ends with this process.
+        Ok(())
     }
 
     pub fn send_signal(_pid: u32, _signal: i32) -> io::Result<()> {

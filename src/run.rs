@@ -78,6 +78,11 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
     cmd.envs(&config.env);
     cmd.env("CLAUDE_CONFIG_DIR", &held.acquired.config_dir);
 
+    // The command shares the hold: if this process is killed, the session lives on while the
+    // command does, and its runtime is not reclaimed under it.
+    if let Err(e) = held.share_with_children() {
+        eprintln!("clauth-helper run: the session will end with this process: {e}");
+    }
     let outcome = match cmd.spawn() {
         Err(e) => {
             let status = if e.kind() == std::io::ErrorKind::NotFound {

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ErrorCode, coded};
 use crate::fsx;
 use crate::layout::Layout;
-use crate::lock;
 use crate::platform;
 
 /// One user of a runtime, stored as `sessions/<id>.json`.
@@ -106,23 +105,20 @@ impl SessionRecord {
     }
 }
 
-/// Whether a `serve` or `run` process still holds the lock of session `id`.
+/// Whether a `serve` or `run` process (or a command it shared the hold with) still holds the
+/// lock of session `id`.
 fn holder_lock_held(layout: &Layout, id: &str) -> bool {
-    let path = layout.session_lock(id);
-    if !path.exists() {
+    if !layout.session_lock(id).exists() {
         return false;
     }
-    match lock::open_lock_file(&path) {
-        Ok(mut file) => match file.try_lock() {
-            // We got it, so nobody holds it: the holder is gone.
-            Ok(true) => {
-                let _ = file.unlock();
-                false
-            }
-            Ok(false) => true,
-            Err(_) => true,
+    match crate::hold::open_lock(layout, id) {
+        Ok(file) => match file.try_lock() {
+            // We got it, so nobody holds it: the holder is gone. Dropping the file unlocks it.
+            Ok(()) => false,
+            Err(std::fs::TryLockError::WouldBlock) => true,
+            // When in doubt, keep a session alive: losing a live session's runtime is worse.
+            Err(std::fs::TryLockError::Error(_)) => true,
         },
-        // When in doubt, keep a session alive: losing a live session's runtime is worse.
         Err(_) => true,
     }
 }

@@ -267,3 +267,63 @@ fn run_finds_claude_on_path_by_default() {
     );
     assert!(marker.exists(), "claude from PATH ran");
 }
+
+#[test]
+fn a_killed_run_leaves_the_session_alive_while_its_command_runs() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let ready = f.dir.path().join("ready");
+    let done = f.dir.path().join("done");
+    // The command outlives `run`, then stops by itself.
+    let script = format!(
+        "touch {ready}; i=0; while [ ! -e {done} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done",
+        ready = ready.display(),
+        done = done.display()
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("clauth-helper"))
+        .args(["run", "work", "--", "sh", "-c", &script])
+        .env_clear()
+        .env("HOME", f.home())
+        .env("CLAUTH_HOME", f.store())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(ready.exists(), "the command started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let status = f.status();
+    assert_eq!(
+        status["profiles"][0]["sessions"].as_array().unwrap().len(),
+        1,
+        "alive while the command runs: {status}"
+    );
+    assert_eq!(
+        status["profiles"][0]["runtime"]["orphaned"],
+        serde_json::json!(false)
+    );
+    // Another session joins the live runtime instead of rebuilding it under the command.
+    let b = f.acquire("work", "real");
+    fs::write(&done, "").unwrap();
+    let mut ended = false;
+    for _ in 0..200 {
+        if f.status()["profiles"][0]["sessions"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+        {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ended, "the held session ends when the command exits");
+    f.release(&session_of(&b));
+    assert!(!f.store().join("runtimes/work").exists());
+}
