@@ -38,7 +38,8 @@ enum Synced {
 /// The record of the last synced state, keyed by relative path with `/` separators.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    rows: BTreeMap<String, Synced>,
+    // Boxed strings: the manifest is the largest thing a pass holds, one row per file.
+    rows: BTreeMap<Box<str>, Synced>,
     /// Set by every change to `rows`, so the caller saves only a manifest that changed.
     pub dirty: bool,
 }
@@ -65,7 +66,7 @@ impl Manifest {
             // A damaged row is dropped: the path then counts as never synced, which copies
             // nothing over anything without comparing contents first.
             if let Some((rel, row)) = parse_row(line.trim_end_matches('\n')) {
-                rows.insert(rel, row);
+                rows.insert(rel.into_boxed_str(), row);
             }
         }
         Ok(Manifest { rows, dirty: false })
@@ -98,7 +99,7 @@ impl Manifest {
     }
 
     fn set(&mut self, rel: String, row: Synced) {
-        if self.rows.insert(rel, row) != Some(row) {
+        if self.rows.insert(rel.into_boxed_str(), row) != Some(row) {
             self.dirty = true;
         }
     }
@@ -118,13 +119,16 @@ impl Manifest {
             format!("{rel}/")
         };
         self.rows
-            .range(prefix.clone()..)
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(&prefix))
             .filter(|(k, _)| {
                 let name = &k[prefix.len()..];
                 !name.contains('/') && keep(name)
             })
-            .map(|(k, v)| (k.clone(), *v))
+            .map(|(k, v)| (k.to_string(), *v))
             .collect()
     }
 
@@ -133,9 +137,12 @@ impl Manifest {
         let prefix = format!("{rel}/");
         let below: Vec<String> = self
             .rows
-            .range(prefix.clone()..)
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_string())
             .collect();
         for k in below {
             self.unset(&k);
@@ -198,7 +205,7 @@ fn parse_row(line: &str) -> Option<(String, Synced)> {
 /// The entries of one directory, sorted by name, less the managed top-level names and our temp
 /// files. Symlinks are followed (a home may link folders in from elsewhere); a missing directory
 /// lists as empty.
-fn list(dir: &Path, top: bool) -> Result<Vec<(String, Node)>> {
+fn list(dir: &Path, top: bool) -> Result<Vec<(Box<str>, Node)>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e)
@@ -224,7 +231,7 @@ fn list(dir: &Path, top: bool) -> Result<Vec<(String, Node)>> {
             .file_type()
             .with_context(|| format!("cannot stat {}", entry.path().display()))?;
         if file_type.is_dir() {
-            out.push((name, Node::Dir));
+            out.push((name.into_boxed_str(), Node::Dir));
             continue;
         }
         let meta = if file_type.is_symlink() {
@@ -233,8 +240,8 @@ fn list(dir: &Path, top: bool) -> Result<Vec<(String, Node)>> {
             entry.metadata()
         };
         match meta {
-            Ok(m) if m.is_dir() => out.push((name, Node::Dir)),
-            Ok(m) if m.is_file() => out.push((name, Node::File(Stamp::of(&m)))),
+            Ok(m) if m.is_dir() => out.push((name.into_boxed_str(), Node::Dir)),
+            Ok(m) if m.is_file() => out.push((name.into_boxed_str(), Node::File(Stamp::of(&m)))),
             Ok(_) => {}
             // Gone since the listing, or a dangling link: nothing to mirror.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -509,20 +516,20 @@ impl Mirror<'_> {
                 (None, None) => break,
                 (Some(a), Some(b)) if a.0 == b.0 => {
                     (i, j) = (i + 1, j + 1);
-                    (a.0.as_str(), Some(a.1), Some(b.1))
+                    (&*a.0, Some(a.1), Some(b.1))
                 }
                 (Some(a), b) if b.is_none_or(|b| a.0 < b.0) => {
                     i += 1;
-                    (a.0.as_str(), Some(a.1), None)
+                    (&*a.0, Some(a.1), None)
                 }
                 (_, Some(b)) => {
                     j += 1;
-                    (b.0.as_str(), None, Some(b.1))
+                    (&*b.0, None, Some(b.1))
                 }
                 (Some(_), None) => unreachable!("handled by the arm above"),
             };
             let path = child(rel, name);
-            let m = self.manifest.rows.get(&path).copied();
+            let m = self.manifest.rows.get(path.as_str()).copied();
             self.visit(&path, h, r, m)?;
             let is_dir = h == Some(Node::Dir) || r == Some(Node::Dir);
             if is_dir && (deep || m != Some(Synced::Dir)) {
@@ -531,8 +538,8 @@ impl Mirror<'_> {
         }
         // Paths the manifest knows that are gone from both sides.
         let listed = |name: &str| {
-            hs.binary_search_by(|(n, _)| n.as_str().cmp(name)).is_ok()
-                || rs.binary_search_by(|(n, _)| n.as_str().cmp(name)).is_ok()
+            hs.binary_search_by(|(n, _)| (**n).cmp(name)).is_ok()
+                || rs.binary_search_by(|(n, _)| (**n).cmp(name)).is_ok()
         };
         let gone = self.manifest.children_where(rel, |name| !listed(name));
         for (path, m) in gone {
@@ -660,6 +667,9 @@ mod tests {
         assert_eq!(names("a"), ["a/b", "a/d"]);
         assert_eq!(names("a/b"), ["a/b/c"]);
         m.forget_below("a");
-        assert_eq!(m.rows.keys().collect::<Vec<_>>(), ["a", "a.txt", "b"]);
+        assert_eq!(
+            m.rows.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["a", "a.txt", "b"]
+        );
     }
 }
