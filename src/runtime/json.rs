@@ -17,28 +17,56 @@ use crate::fsx::{self, Stamp};
 use crate::layout::Layout;
 use crate::profile::ProfileConfig;
 
-/// Keys of `.claude.json` that belong to the account, so they stay with the profile.
+/// Keys of `.claude.json` that belong to the account, so they stay with the profile. Found by
+/// reading what Claude Code 2.1 writes (see README, "Shared and per-profile"): the account and
+/// its API key, caches evaluated for the account or organisation, and the device ids, which are
+/// kept per profile so that two accounts are not linked by one id.
 pub const ACCOUNT_KEYS: &[&str] = &[
+    // The account itself and credentials-like values.
     "oauthAccount",
-    "userID",
-    "hasAvailableSubscription",
-    "subscriptionNoticeCount",
-    "hasAvailableMaxSubscription",
-    "s1mAccessCache",
-    "s1mNonSubscriberAccessCache",
-    "passesEligibilityCache",
-    "fallbackAvailableWarningThreshold",
-    "cachedStatsigGates",
-    "cachedDynamicConfigs",
-    "cachedGrowthBookFeatures",
-    "claudeCodeFirstTokenDate",
-    "recommendedSubscription",
     "primaryApiKey",
     "customApiKeyResponses",
-    "hasOpusPlanDefault",
+    // Device ids, random per config directory.
+    "userID",
+    "machineID",
+    // Feature flags and caches evaluated for the account or its organisation.
+    "cachedGrowthBookFeatures",
+    "cachedGrowthBookFeaturesAt",
+    "cachedExperimentFeatures",
+    "cachedDynamicConfigs",
+    "cachedStatsigGates",
+    "cachedExtraUsageDisabledReason",
+    "claudeCodeFirstTokenDate",
+    "passesEligibilityCache",
+    "passesLastSeenRemaining",
+    "passesUpsellSeenCount",
+    "hasVisitedPasses",
+    "groveConfigCache",
+    "metricsStatusCache",
+    "penguinModeOrgEnabled",
+    "fableOverageConsentV2",
+    "fotwEligibilityCache",
+    "fotwClaimedFeatures",
+    "fotwUpsellFulfilled",
+    "modelAccessCache",
+    "additionalModelOptionsCache",
+    "additionalModelCostsCache",
+    "clientDataCache",
+    "clientDataCacheSlots",
+    "subscriptionNoticeCount",
+    "hasAvailableSubscription",
+    "hasAvailableMaxSubscription",
+    "lastSeenOrgDefaultUpdatedAt",
+    "bridgeOauthDeadExpiresAt",
+    "bridgeOauthDeadFailCount",
+    "hasAcknowledgedCostThreshold",
+    // Written by earlier versions.
+    "s1mAccessCache",
+    "s1mNonSubscriberAccessCache",
+    "fallbackAvailableWarningThreshold",
+    "recommendedSubscription",
     "subscriptionUpsellShownCount",
-    "organizationRole",
-    "workspaceRole",
+    "hasOpusPlanDefault",
 ];
 
 /// What a tick last knew of one document.

@@ -27,11 +27,25 @@ use crate::platform;
 use crate::profile::{self, ProfileConfig};
 use crate::session::{self, SessionRecord, now_ms};
 
-/// Entries of a runtime's top level that are the runtime's own, never linked or mirrored.
+/// Documents of a runtime's top level that it keeps as its own files in both modes.
 pub const MANAGED: &[&str] = &[".credentials.json", "settings.json", ".claude.json"];
 
+/// Top-level directories that belong to the profile rather than the claude home: Claude Code
+/// keeps backups of `.claude.json` (account keys included) in `backups/`.
+pub const PER_PROFILE: &[&str] = &["backups"];
+
+/// Whether a top-level name is never linked to or mirrored with the claude home: the managed
+/// documents, the per-profile directories, Claude Code's lock files and lock directories
+/// (`.claude.json.lock`, `.oauth_refresh.lock`, ...), and the temp files it renames over the
+/// managed documents (`.claude.json.tmp.<pid>.<hex>`). Shared, a lock of one account would
+/// block the others and a half-written document could travel.
 pub(crate) fn is_managed(name: &str) -> bool {
     MANAGED.contains(&name)
+        || PER_PROFILE.contains(&name)
+        || name.ends_with(".lock")
+        || MANAGED.iter().any(|m| {
+            name.len() > m.len() && name.starts_with(m) && name.as_bytes()[m.len()] == b'.'
+        })
 }
 
 /// `dir/name.clauth-conflict-<ms>-<side>`, beside `path`.
@@ -384,6 +398,7 @@ fn sync_runtime(
         LinkMode::Real => {
             creds::sync_real(&canonical, &cred_file, &mut report)?;
             real::sync(&layout.claude_home, &cfg, &mut report)?;
+            link_per_profile(layout, profile, &cfg)?;
         }
         LinkMode::Fake => {
             touched |=
@@ -513,8 +528,72 @@ fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
         }
         None => SyncReport::default(),
     };
+    if cfg.is_dir() {
+        move_back_per_profile(layout, profile, &cfg)?;
+    }
     fsx::remove_entry(&dir)?;
     Ok(report)
+}
+
+/// Real mode: the per-profile directories are links into the profile's own. One that Claude
+/// Code replaced is moved into the profile (its entries win) and linked again.
+fn link_per_profile(layout: &Layout, profile: &str, cfg: &Path) -> Result<()> {
+    for name in PER_PROFILE {
+        let target = layout.profile_dir(profile).join(name);
+        fsx::ensure_dir(&target, fsx::PRIVATE_DIR)?;
+        let link = cfg.join(name);
+        match fsx::lstat_optional(&link)? {
+            None => platform::symlink(&target, &link)
+                .with_context(|| format!("cannot link {}", link.display()))?,
+            Some(m)
+                if m.file_type().is_symlink()
+                    && std::fs::read_link(&link).ok().as_deref() == Some(&target) => {}
+            Some(_) => {
+                move_into(&link, &target)?;
+                fsx::replace_with_symlink(&target, &link)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves what `from` holds into directory `into` (entries of `from` win), then removes `from`.
+fn move_into(from: &Path, into: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(from).is_ok_and(|m| m.is_dir()) {
+        for entry in
+            std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+        {
+            let entry = entry?;
+            let dst = into.join(entry.file_name());
+            fsx::remove_entry(&dst)?;
+            fsx::move_entry(&entry.path(), &dst)?;
+        }
+    }
+    fsx::remove_entry(from)
+}
+
+/// Fake mode: the per-profile directories are copied in when the runtime is built...
+fn copy_in_per_profile(layout: &Layout, profile: &str, cfg: &Path) -> Result<()> {
+    for name in PER_PROFILE {
+        let source = layout.profile_dir(profile).join(name);
+        if source.is_dir() {
+            fsx::copy_tree(&source, &cfg.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// ...and go back to the profile when it is torn down.
+fn move_back_per_profile(layout: &Layout, profile: &str, cfg: &Path) -> Result<()> {
+    for name in PER_PROFILE {
+        let here = cfg.join(name);
+        if fsx::lstat_optional(&here)?.is_some() {
+            let target = layout.profile_dir(profile).join(name);
+            fsx::ensure_dir(&target, fsx::PRIVATE_DIR)?;
+            move_into(&here, &target)?;
+        }
+    }
+    Ok(())
 }
 
 fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
@@ -539,6 +618,7 @@ fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
     match mode {
         LinkMode::Real => {
             real::materialise(&layout.claude_home, &cfg)?;
+            link_per_profile(layout, profile, &cfg)?;
             creds::place_real(&canonical, &cred_file)?;
         }
         LinkMode::Fake => {
@@ -553,6 +633,7 @@ fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
                 &mut report,
             )?;
             manifest.save(&layout.runtime_manifest(profile))?;
+            copy_in_per_profile(layout, profile, &cfg)?;
             creds::place_fake(&canonical, &cred_file, &mut state.credentials)?;
         }
     }

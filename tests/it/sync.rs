@@ -223,3 +223,87 @@ both_modes!(
         f.release(&session_of(&b));
     }
 );
+
+both_modes!(
+    lock_files_and_document_temp_files_stay_in_their_runtime,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        let rt = f.runtime("work");
+        // What Claude Code leaves at the top of its config dir while it saves.
+        fs::create_dir(rt.join(".claude.json.lock")).unwrap();
+        fs::write(rt.join(".oauth_refresh.lock"), "").unwrap();
+        fs::write(rt.join(".claude.json.tmp.4242.0123456789ab"), "{\"half\":").unwrap();
+        fs::write(rt.join(".credentials.json.tmp.4242.0123456789ab"), "{").unwrap();
+        let t = f.tick(&session_of(&a));
+        assert_eq!(t["adopted"], json!([]), "{t}");
+        assert_eq!(t["copied_to_home"], json!(0), "{t}");
+        for name in [
+            ".claude.json.lock",
+            ".oauth_refresh.lock",
+            ".claude.json.tmp.4242.0123456789ab",
+            ".credentials.json.tmp.4242.0123456789ab",
+        ] {
+            assert!(
+                !f.claude().join(name).exists(),
+                "{name} reached the claude home"
+            );
+            assert!(
+                fs::symlink_metadata(rt.join(name)).is_ok(),
+                "{name} was taken from the runtime"
+            );
+        }
+        // A lock in the claude home (a plain `claude` run) is not linked into runtimes either.
+        fs::write(f.claude().join(".storage-write.lock"), "").unwrap();
+        f.tick(&session_of(&a));
+        assert!(fs::symlink_metadata(rt.join(".storage-write.lock")).is_err());
+        f.release(&session_of(&a));
+    }
+);
+
+both_modes!(
+    backups_of_claude_json_belong_to_the_profile,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        f.add_profile("personal", Some("personal"));
+        let a = f.acquire("work", mode);
+        let rt = f.runtime("work");
+        fs::create_dir_all(rt.join("backups")).unwrap();
+        fs::write(
+            rt.join("backups/.claude.json.backup.1795520000000"),
+            "{\"oauthAccount\":{\"emailAddress\":\"work@example.com\"}}",
+        )
+        .unwrap();
+        f.tick(&session_of(&a));
+        f.release(&session_of(&a));
+        assert!(
+            !f.claude()
+                .join("backups/.claude.json.backup.1795520000000")
+                .exists(),
+            "not shared through the claude home"
+        );
+        let kept = f
+            .store()
+            .join("profiles/work/backups/.claude.json.backup.1795520000000");
+        assert!(kept.exists(), "kept with the profile");
+        let p = f.acquire("personal", mode);
+        assert!(
+            !f.runtime("personal")
+                .join("backups/.claude.json.backup.1795520000000")
+                .exists(),
+            "not seen by another profile"
+        );
+        let b = f.acquire("work", mode);
+        assert!(
+            f.runtime("work")
+                .join("backups/.claude.json.backup.1795520000000")
+                .exists(),
+            "back in the next session"
+        );
+        f.release(&session_of(&b));
+        f.release(&session_of(&p));
+        assert!(kept.exists());
+    }
+);
