@@ -1,0 +1,171 @@
+//! End to end with the real Claude Code: two profiles' `claude -p` at once, in each link mode,
+//! against a mock Messages API on loopback.
+//!
+//! Ignored by default: it needs Claude Code from the npm registry. `.ci/run` installs it into
+//! `target/e2e` and runs this test with `--include-ignored`; when the install fails it says so
+//! and the test is reported as ignored, never as passed. By hand:
+//! `npm install --prefix target/e2e @anthropic-ai/claude-code && cargo test --test e2e -- --include-ignored`
+//! (or point `CLAUTH_E2E_CLAUDE` at a `claude` binary).
+
+#[path = "../it/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+mod mock;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use support::*;
+
+fn claude_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CLAUTH_E2E_CLAUDE") {
+        return PathBuf::from(path);
+    }
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e/node_modules/@anthropic-ai/claude-code-linux-x64/claude");
+    assert!(
+        default.exists(),
+        "Claude Code is not installed at {}: run `npm install --prefix target/e2e @anthropic-ai/claude-code` or set CLAUTH_E2E_CLAUDE",
+        default.display()
+    );
+    default
+}
+
+fn access_token(fixture: &str) -> String {
+    let v: Value = serde_json::from_slice(&fixture_credentials(fixture)).unwrap();
+    v["claudeAiOauth"]["accessToken"].as_str().unwrap().to_owned()
+}
+
+fn read_json(path: &Path) -> Map<String, Value> {
+    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Every `.jsonl` under `dir` whose text contains `needle`.
+fn transcripts_with(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else { return out };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(transcripts_with(&path, needle));
+        } else if path.extension().is_some_and(|e| e == "jsonl") && fs::read_to_string(&path).unwrap_or_default().contains(needle) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn both_profiles_at_once(mode: &str, claude: &Path) {
+    let api = mock::MockApi::start();
+    let f = Fixture::new();
+    let base_url = format!("ANTHROPIC_BASE_URL=http://127.0.0.1:{}", api.port());
+    for (profile, creds) in [("work", "work"), ("personal", "personal")] {
+        let out = f.run(&["profile", "add", profile, "--credentials", "-", "--env", &base_url], &fixture_credentials(creds));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let home_json_before = read_json(&f.claude_json());
+    let project = f.dir.path().join(format!("project-{mode}"));
+    fs::create_dir_all(&project).unwrap();
+
+    let proxy = format!("http://127.0.0.1:{}", api.port());
+    let bin = assert_cmd::cargo::cargo_bin("clauth-helper");
+    let children: Vec<(&str, String, std::process::Child)> = ["work", "personal"]
+        .into_iter()
+        .map(|profile| {
+            let prompt = format!("e2e prompt from {profile} in {mode} mode");
+            let child = Command::new(&bin)
+                .args(["run", profile, "--link-mode", mode, "--"])
+                .arg(claude)
+                .args(["-p", &prompt])
+                .current_dir(&project)
+                .env_clear()
+                .env("HOME", f.home())
+                .env("CLAUTH_HOME", f.store())
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("TERM", "dumb")
+                .env("DISABLE_TELEMETRY", "1")
+                .env("DISABLE_AUTOUPDATER", "1")
+                .env("DISABLE_ERROR_REPORTING", "1")
+                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+                // Claude Code also calls api.anthropic.com directly: through this proxy, which
+                // refuses, nothing leaves loopback.
+                .env("HTTPS_PROXY", &proxy)
+                .env("HTTP_PROXY", &proxy)
+                .env("NO_PROXY", "127.0.0.1,localhost")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (profile, prompt, child)
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut prompts = Vec::new();
+    for (profile, prompt, mut child) in children {
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{mode}: claude under {profile} did not finish in time");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_no_secret("claude stdout", &out.stdout);
+        assert_no_secret("claude stderr", &out.stderr);
+        assert!(out.status.success(), "{mode}: claude under {profile} failed ({:?})\nstdout: {stdout}\nstderr: {stderr}", out.status);
+        assert!(stdout.contains(mock::REPLY), "{mode}: {profile} did not print the mock's reply: {stdout}");
+        prompts.push((profile, prompt));
+    }
+
+    // Each request carried its own profile's access token.
+    let requests = api.requests();
+    for (profile, prompt) in &prompts {
+        let mine: Vec<_> = requests.iter().filter(|r| r.path.starts_with("/v1/messages") && r.body.contains(prompt.as_str())).collect();
+        assert!(!mine.is_empty(), "{mode}: no Messages request carried {profile}'s prompt");
+        let want = format!("Bearer {}", access_token(profile));
+        for r in mine {
+            assert_eq!(r.authorization.as_deref(), Some(want.as_str()), "{mode}: a request of {profile} carried another token");
+        }
+    }
+    assert!(requests.iter().all(|r| r.path.starts_with('/') || r.method == "CONNECT"), "only loopback requests");
+
+    // Both sessions released: runtimes gone, transcripts in ~/.claude/projects.
+    assert!(fs::read_dir(f.store().join("runtimes")).unwrap().next().is_none(), "{mode}: a runtime was left behind");
+    for (profile, prompt) in &prompts {
+        let found = transcripts_with(&f.claude().join("projects"), prompt);
+        assert!(!found.is_empty(), "{mode}: {profile}'s transcript is not under ~/.claude/projects");
+    }
+
+    // Account keys stayed apart: each profile kept its own, ~/.claude.json kept the home's.
+    let account = |p: &str| read_json(&f.store().join("profiles").join(p).join("account.json"));
+    let (work, personal) = (account("work"), account("personal"));
+    assert!(work.contains_key("userID") && personal.contains_key("userID"), "{mode}: Claude Code's device ids were kept per profile: {work:?} {personal:?}");
+    assert_ne!(work.get("userID"), personal.get("userID"), "{mode}: two profiles share an id");
+    let home_json = read_json(&f.claude_json());
+    for key in clauth_helper::runtime::ACCOUNT_KEYS {
+        assert_eq!(home_json.get(*key), home_json_before.get(*key), "{mode}: {key} of ~/.claude.json changed");
+    }
+    // ~/.claude.json kept the keys Claude Code added in the sessions.
+    let before: BTreeSet<&String> = home_json_before.keys().collect();
+    let added: Vec<&String> = home_json.keys().filter(|k| !before.contains(k)).collect();
+    assert!(!added.is_empty(), "{mode}: no key Claude Code wrote reached ~/.claude.json");
+    eprintln!("{mode}: keys Claude Code added to ~/.claude.json: {added:?}; per-profile keys: {:?}", work.keys().collect::<Vec<_>>());
+}
+
+#[test]
+#[ignore = "needs Claude Code from the npm registry; .ci/run installs it and runs this with --include-ignored"]
+fn real_claude_code_runs_two_profiles_at_once_in_both_link_modes() {
+    let claude = claude_binary();
+    for mode in ["real", "fake"] {
+        both_profiles_at_once(mode, &claude);
+    }
+}
