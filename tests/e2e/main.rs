@@ -27,7 +27,8 @@ fn claude_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CLAUTH_E2E_CLAUDE") {
         return PathBuf::from(path);
     }
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e/node_modules/@anthropic-ai/claude-code-linux-x64/claude");
+    let default = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/e2e/node_modules/@anthropic-ai/claude-code-linux-x64/claude");
     assert!(
         default.exists(),
         "Claude Code is not installed at {}: run `npm install --prefix target/e2e @anthropic-ai/claude-code` or set CLAUTH_E2E_CLAUDE",
@@ -38,22 +39,32 @@ fn claude_binary() -> PathBuf {
 
 fn access_token(fixture: &str) -> String {
     let v: Value = serde_json::from_slice(&fixture_credentials(fixture)).unwrap();
-    v["claudeAiOauth"]["accessToken"].as_str().unwrap().to_owned()
+    v["claudeAiOauth"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn read_json(path: &Path) -> Map<String, Value> {
-    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
 }
 
 /// Every `.jsonl` under `dir` whose text contains `needle`.
 fn transcripts_with(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else { return out };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
     for entry in entries {
         let path = entry.unwrap().path();
         if path.is_dir() {
             out.extend(transcripts_with(&path, needle));
-        } else if path.extension().is_some_and(|e| e == "jsonl") && fs::read_to_string(&path).unwrap_or_default().contains(needle) {
+        } else if path.extension().is_some_and(|e| e == "jsonl")
+            && fs::read_to_string(&path)
+                .unwrap_or_default()
+                .contains(needle)
+        {
             out.push(path);
         }
     }
@@ -65,8 +76,23 @@ fn both_profiles_at_once(mode: &str, claude: &Path) {
     let f = Fixture::new();
     let base_url = format!("ANTHROPIC_BASE_URL=http://127.0.0.1:{}", api.port());
     for (profile, creds) in [("work", "work"), ("personal", "personal")] {
-        let out = f.run(&["profile", "add", profile, "--credentials", "-", "--env", &base_url], &fixture_credentials(creds));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = f.run(
+            &[
+                "profile",
+                "add",
+                profile,
+                "--credentials",
+                "-",
+                "--env",
+                &base_url,
+            ],
+            &fixture_credentials(creds),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let home_json_before = read_json(&f.claude_json());
     let project = f.dir.path().join(format!("project-{mode}"));
@@ -121,44 +147,92 @@ fn both_profiles_at_once(mode: &str, claude: &Path) {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_no_secret("claude stdout", &out.stdout);
         assert_no_secret("claude stderr", &out.stderr);
-        assert!(out.status.success(), "{mode}: claude under {profile} failed ({:?})\nstdout: {stdout}\nstderr: {stderr}", out.status);
-        assert!(stdout.contains(mock::REPLY), "{mode}: {profile} did not print the mock's reply: {stdout}");
+        assert!(
+            out.status.success(),
+            "{mode}: claude under {profile} failed ({:?})\nstdout: {stdout}\nstderr: {stderr}",
+            out.status
+        );
+        assert!(
+            stdout.contains(mock::REPLY),
+            "{mode}: {profile} did not print the mock's reply: {stdout}"
+        );
         prompts.push((profile, prompt));
     }
 
     // Each request carried its own profile's access token.
     let requests = api.requests();
     for (profile, prompt) in &prompts {
-        let mine: Vec<_> = requests.iter().filter(|r| r.path.starts_with("/v1/messages") && r.body.contains(prompt.as_str())).collect();
-        assert!(!mine.is_empty(), "{mode}: no Messages request carried {profile}'s prompt");
+        let mine: Vec<_> = requests
+            .iter()
+            .filter(|r| r.path.starts_with("/v1/messages") && r.body.contains(prompt.as_str()))
+            .collect();
+        assert!(
+            !mine.is_empty(),
+            "{mode}: no Messages request carried {profile}'s prompt"
+        );
         let want = format!("Bearer {}", access_token(profile));
         for r in mine {
-            assert_eq!(r.authorization.as_deref(), Some(want.as_str()), "{mode}: a request of {profile} carried another token");
+            assert_eq!(
+                r.authorization.as_deref(),
+                Some(want.as_str()),
+                "{mode}: a request of {profile} carried another token"
+            );
         }
     }
-    assert!(requests.iter().all(|r| r.path.starts_with('/') || r.method == "CONNECT"), "only loopback requests");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path.starts_with('/') || r.method == "CONNECT"),
+        "only loopback requests"
+    );
 
     // Both sessions released: runtimes gone, transcripts in ~/.claude/projects.
-    assert!(fs::read_dir(f.store().join("runtimes")).unwrap().next().is_none(), "{mode}: a runtime was left behind");
+    assert!(
+        fs::read_dir(f.store().join("runtimes"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "{mode}: a runtime was left behind"
+    );
     for (profile, prompt) in &prompts {
         let found = transcripts_with(&f.claude().join("projects"), prompt);
-        assert!(!found.is_empty(), "{mode}: {profile}'s transcript is not under ~/.claude/projects");
+        assert!(
+            !found.is_empty(),
+            "{mode}: {profile}'s transcript is not under ~/.claude/projects"
+        );
     }
 
     // Account keys stayed apart: each profile kept its own, ~/.claude.json kept the home's.
     let account = |p: &str| read_json(&f.store().join("profiles").join(p).join("account.json"));
     let (work, personal) = (account("work"), account("personal"));
-    assert!(work.contains_key("userID") && personal.contains_key("userID"), "{mode}: Claude Code's device ids were kept per profile: {work:?} {personal:?}");
-    assert_ne!(work.get("userID"), personal.get("userID"), "{mode}: two profiles share an id");
+    assert!(
+        work.contains_key("userID") && personal.contains_key("userID"),
+        "{mode}: Claude Code's device ids were kept per profile: {work:?} {personal:?}"
+    );
+    assert_ne!(
+        work.get("userID"),
+        personal.get("userID"),
+        "{mode}: two profiles share an id"
+    );
     let home_json = read_json(&f.claude_json());
     for key in clauth_helper::runtime::ACCOUNT_KEYS {
-        assert_eq!(home_json.get(*key), home_json_before.get(*key), "{mode}: {key} of ~/.claude.json changed");
+        assert_eq!(
+            home_json.get(*key),
+            home_json_before.get(*key),
+            "{mode}: {key} of ~/.claude.json changed"
+        );
     }
     // ~/.claude.json kept the keys Claude Code added in the sessions.
     let before: BTreeSet<&String> = home_json_before.keys().collect();
     let added: Vec<&String> = home_json.keys().filter(|k| !before.contains(k)).collect();
-    assert!(!added.is_empty(), "{mode}: no key Claude Code wrote reached ~/.claude.json");
-    eprintln!("{mode}: keys Claude Code added to ~/.claude.json: {added:?}; per-profile keys: {:?}", work.keys().collect::<Vec<_>>());
+    assert!(
+        !added.is_empty(),
+        "{mode}: no key Claude Code wrote reached ~/.claude.json"
+    );
+    eprintln!(
+        "{mode}: keys Claude Code added to ~/.claude.json: {added:?}; per-profile keys: {:?}",
+        work.keys().collect::<Vec<_>>()
+    );
 }
 
 #[test]

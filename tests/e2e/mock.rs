@@ -59,7 +59,10 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
             return Ok(());
         }
         let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+        let (method, path) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -72,8 +75,14 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
                 headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
             }
         }
-        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok())
+        {
             let mut buf = vec![0; len];
             reader.read_exact(&mut buf)?;
             buf
@@ -89,7 +98,9 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
             body: String::from_utf8_lossy(&body).into_owned(),
         });
         if method == "CONNECT" {
-            out.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            out.write_all(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )?;
             return Ok(());
         }
         let (status, content_type, payload) = respond(&method, &path, &body);
@@ -111,7 +122,8 @@ fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
     loop {
         let mut size = String::new();
         reader.read_line(&mut size)?;
-        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+        let n =
+            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
         let mut chunk = vec![0; n + 2];
         reader.read_exact(&mut chunk)?;
         if n == 0 {
@@ -136,21 +148,48 @@ fn respond(method: &str, path: &str, body: &[u8]) -> (&'static str, &'static str
             return ("200 OK", "application/json", whole.to_string());
         }
         let events = [
-            ("message_start", serde_json::json!({"type": "message_start", "message": message})),
-            ("content_block_start", serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
-            ("content_block_delta", serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": REPLY}})),
-            ("content_block_stop", serde_json::json!({"type": "content_block_stop", "index": 0})),
-            ("message_delta", serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 4}})),
+            (
+                "message_start",
+                serde_json::json!({"type": "message_start", "message": message}),
+            ),
+            (
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            (
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": REPLY}}),
+            ),
+            (
+                "content_block_stop",
+                serde_json::json!({"type": "content_block_stop", "index": 0}),
+            ),
+            (
+                "message_delta",
+                serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 4}}),
+            ),
             ("message_stop", serde_json::json!({"type": "message_stop"})),
         ];
-        let stream: String = events.iter().map(|(e, d)| format!("event: {e}\ndata: {d}\n\n")).collect();
+        let stream: String = events
+            .iter()
+            .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
+            .collect();
         return ("200 OK", "text/event-stream", stream);
     }
     if route == "/v1/messages/count_tokens" {
-        return ("200 OK", "application/json", r#"{"input_tokens": 10}"#.into());
+        return (
+            "200 OK",
+            "application/json",
+            r#"{"input_tokens": 10}"#.into(),
+        );
     }
     if method == "HEAD" || route == "/" {
         return ("200 OK", "application/json", "{}".into());
     }
-    ("404 Not Found", "application/json", r#"{"type":"error","error":{"type":"not_found_error","message":"mock: no such route"}}"#.into())
+    (
+        "404 Not Found",
+        "application/json",
+        r#"{"type":"error","error":{"type":"not_found_error","message":"mock: no such route"}}"#
+            .into(),
+    )
 }

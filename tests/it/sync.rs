@@ -307,3 +307,116 @@ both_modes!(
         assert!(kept.exists());
     }
 );
+
+both_modes!(
+    settings_changed_in_a_session_reach_the_home_without_the_profile_env,
+    |mode: &str| {
+        let f = Fixture::new();
+        let out = f.run(
+            &[
+                "profile",
+                "add",
+                "gw",
+                "--env",
+                "ANTHROPIC_BASE_URL=http://127.0.0.1:7777",
+                "--env",
+                "EXTRA=yes",
+            ],
+            b"",
+        );
+        assert!(out.status.success());
+        let a = f.acquire("gw", mode);
+        let rt = f.runtime("gw").join("settings.json");
+        let mut doc: Value = serde_json::from_slice(&fs::read(&rt).unwrap()).unwrap();
+        // What /model and a permission prompt do: rewrite the whole file by rename.
+        doc["model"] = json!("opus");
+        doc["permissions"]["allow"] = json!(["Bash(ls:*)", "Bash(git status:*)"]);
+        doc["env"]["SESSION_FLAG"] = json!("on");
+        write_by_rename(&rt, serde_json::to_string_pretty(&doc).unwrap().as_bytes());
+        let t = f.tick(&session_of(&a));
+        assert_eq!(t["settings_saved"], json!(true));
+        let home: Value =
+            serde_json::from_slice(&fs::read(f.claude().join("settings.json")).unwrap()).unwrap();
+        assert_eq!(home["model"], json!("opus"));
+        assert_eq!(
+            home["permissions"]["allow"],
+            json!(["Bash(ls:*)", "Bash(git status:*)"])
+        );
+        assert_eq!(home["env"]["SESSION_FLAG"], json!("on"));
+        assert_eq!(
+            home["env"]["ANTHROPIC_BASE_URL"],
+            json!("http://127.0.0.1:9"),
+            "the profile's value did not leak"
+        );
+        assert!(
+            home["env"].get("EXTRA").is_none(),
+            "the profile's key did not leak"
+        );
+        // A change made in the home meanwhile reaches the session, under the profile's env.
+        let mut home_doc = home.clone();
+        home_doc["theme"] = json!("light");
+        write_by_rename(
+            &f.claude().join("settings.json"),
+            serde_json::to_string_pretty(&home_doc).unwrap().as_bytes(),
+        );
+        f.tick(&session_of(&a));
+        let doc: Value = serde_json::from_slice(&fs::read(&rt).unwrap()).unwrap();
+        assert_eq!(doc["theme"], json!("light"));
+        assert_eq!(doc["model"], json!("opus"));
+        assert_eq!(
+            doc["env"]["ANTHROPIC_BASE_URL"],
+            json!("http://127.0.0.1:7777")
+        );
+        assert_eq!(doc["env"]["EXTRA"], json!("yes"));
+        f.release(&session_of(&a));
+    }
+);
+
+both_modes!(
+    shared_claude_json_keys_reach_the_other_live_runtimes,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        f.add_profile("personal", Some("personal"));
+        let w = f.acquire("work", mode);
+        let p = f.acquire("personal", mode);
+        let wj = f.runtime("work").join(".claude.json");
+        let mut doc: Value = serde_json::from_slice(&fs::read(&wj).unwrap()).unwrap();
+        doc["mcpServers"] = json!({"notes": {"command": "notes-mcp"}});
+        doc["userID"] = json!("work-device");
+        write_by_rename(&wj, serde_json::to_string_pretty(&doc).unwrap().as_bytes());
+        f.tick(&session_of(&w));
+        f.tick(&session_of(&p));
+        let pj: Value =
+            serde_json::from_slice(&fs::read(f.runtime("personal").join(".claude.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            pj["mcpServers"]["notes"]["command"],
+            json!("notes-mcp"),
+            "an MCP server added in one session is seen by all"
+        );
+        assert_ne!(
+            pj.get("userID"),
+            Some(&json!("work-device")),
+            "an account key stays with its profile"
+        );
+        let home: Value = serde_json::from_slice(&fs::read(f.claude_json()).unwrap()).unwrap();
+        assert_eq!(home["mcpServers"]["notes"]["command"], json!("notes-mcp"));
+        assert_ne!(home["userID"], json!("work-device"));
+
+        // A .claude.json that does not parse is never propagated, and loses nothing.
+        let before_home = fs::read(f.claude_json()).unwrap();
+        write_by_rename(&wj, b"{\"half\": ");
+        let t = f.tick(&session_of(&w));
+        assert_eq!(t["rejected_documents"], json!([".claude.json"]));
+        assert_eq!(fs::read(f.claude_json()).unwrap(), before_home);
+        assert_eq!(
+            fs::read(&wj).unwrap(),
+            b"{\"half\": ",
+            "the session's file is left for Claude Code to repair"
+        );
+        f.release(&session_of(&w));
+        f.release(&session_of(&p));
+        assert_eq!(fs::read(f.claude_json()).unwrap(), before_home);
+    }
+);
