@@ -53,68 +53,63 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_owned(),
-            parts.next().unwrap_or("").to_owned(),
-        );
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h)?;
-            let h = h.trim_end().to_owned();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-            }
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok())
-        {
-            let mut buf = vec![0; len];
-            reader.read_exact(&mut buf)?;
-            buf
-        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            read_chunked(&mut reader)?
-        } else {
-            Vec::new()
-        };
-        log.lock().unwrap().push(Seen {
-            method: method.clone(),
-            path: path.clone(),
-            authorization: header("authorization"),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
-        if method == "CONNECT" {
-            out.write_all(
-                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            )?;
-            return Ok(());
-        }
-        let (status, content_type, payload) = respond(&method, &path, &body);
-        write!(
-            out,
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nrequest-id: req_mock\r\nConnection: close\r\n\r\n",
-            payload.len()
-        )?;
-        if method != "HEAD" {
-            out.write_all(payload.as_bytes())?;
-        }
-        out.flush()?;
+    // One request per connection: every response says `Connection: close`.
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
         return Ok(());
     }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or("").to_owned(),
+        parts.next().unwrap_or("").to_owned(),
+    );
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end().to_owned();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let mut buf = vec![0; len];
+        reader.read_exact(&mut buf)?;
+        buf
+    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        read_chunked(&mut reader)?
+    } else {
+        Vec::new()
+    };
+    log.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        authorization: header("authorization"),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    if method == "CONNECT" {
+        out.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    }
+    let (status, content_type, payload) = respond(&method, &path, &body);
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nrequest-id: req_mock\r\nConnection: close\r\n\r\n",
+        payload.len()
+    )?;
+    if method != "HEAD" {
+        out.write_all(payload.as_bytes())?;
+    }
+    out.flush()
 }
 
 fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
