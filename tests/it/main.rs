@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod concurrency;
+mod conformance;
 mod credentials;
 mod errors;
 mod lifecycle;

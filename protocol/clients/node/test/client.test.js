@@ -1,0 +1,269 @@
+'use strict';
+// Tests of the Node client against the real binary.
+// Run: CLAUTH_HELPER_BIN=/path/to/clauth-helper node --test test/client.test.js
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, spawnSync } = require('node:child_process');
+
+const { Client, ClauthError, withSession, SCRUBBED_ENV } = require('../clauth-helper.js');
+
+const BIN = process.env.CLAUTH_HELPER_BIN;
+// Fail, not skip: a suite that silently tests nothing would pass in CI.
+if (!BIN || !fs.existsSync(BIN)) {
+  throw new Error(`set CLAUTH_HELPER_BIN to the clauth-helper binary (e.g. target/debug/clauth-helper); got ${BIN}`);
+}
+const CLIENT = path.resolve(__dirname, '..', 'clauth-helper.js');
+const FIXTURES = path.resolve(__dirname, '..', '..', '..', '..', 'fixtures');
+
+const credentials = (name) => fs.readFileSync(path.join(FIXTURES, 'credentials', `${name}.json`));
+
+function assertNoToken(value) {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  assert.ok(!text.includes('sk-ant-'), 'a token reached an output');
+}
+
+/** Writes the way Claude Code does: a temp sibling renamed over the path. */
+function writeByRename(file, bytes) {
+  const tmp = path.join(path.dirname(file), `.tmp-test-${process.pid}`);
+  fs.writeFileSync(tmp, bytes);
+  fs.renameSync(tmp, file);
+}
+
+async function waitFor(predicate, ms = 5000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (predicate()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return predicate();
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A claude home copied from the fixtures, an empty store, a profile `work`; removed after `t`. */
+function fixture(t) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'clauth-node-'));
+  const home = path.join(root, 'home');
+  const store = path.join(root, 'store');
+  fs.cpSync(path.join(FIXTURES, 'home'), home, { recursive: true, verbatimSymlinks: true });
+  // A clean environment, so a developer's own tokens or CLAUTH_* never leak in.
+  const env = { PATH: process.env.PATH, HOME: home, CLAUTH_HOME: store };
+  const f = {
+    root,
+    home,
+    store,
+    env,
+    runtime: path.join(store, 'runtimes', 'work'),
+    canonical: path.join(store, 'profiles', 'work', 'credentials.json'),
+    oneShot(verb, body) {
+      const out = spawnSync(BIN, [verb], { input: JSON.stringify(body), env });
+      assertNoToken(out.stdout.toString() + out.stderr.toString());
+      return JSON.parse(out.stdout.toString());
+    },
+    async start() {
+      const client = await Client.start({ binary: BIN, env });
+      client.on('event', assertNoToken);
+      t.after(() => client.close());
+      return client;
+    },
+  };
+  const out = spawnSync(BIN, ['profile', 'add', 'work', '--credentials', '-'], {
+    input: credentials('work'),
+    env,
+  });
+  assert.equal(out.status, 0, 'profile add failed');
+  assertNoToken(out.stdout.toString() + out.stderr.toString());
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  return f;
+}
+
+test('capabilities reports protocol 1 and the verbs', async (t) => {
+  const c = await fixture(t).start();
+  const caps = await c.capabilities();
+  assert.ok(caps.protocol_versions.includes(1));
+  for (const verb of ['acquire', 'tick', 'release', 'status', 'capabilities']) {
+    assert.ok(caps.verbs.includes(verb), verb);
+  }
+  assert.ok(caps.features.includes('serve_events'));
+});
+
+test('acquire hands out a runtime held by the serve process', async (t) => {
+  const f = fixture(t);
+  const c = await f.start();
+  const s = await c.acquire('work');
+  assertNoToken(s);
+  assert.match(s.session, /^s-/);
+  assert.equal(s.profile, 'work');
+  assert.equal(s.configDir, path.join(f.runtime, 'config'));
+  assert.ok(fs.statSync(s.configDir).isDirectory());
+  assert.ok(['real', 'fake'].includes(s.linkMode));
+  const st = await c.status('work');
+  assertNoToken(st);
+  assert.deepEqual(
+    st.profiles[0].sessions.map((x) => [x.session, x.held]),
+    [[s.session, true]],
+  );
+});
+
+test('the session env carries CLAUDE_CONFIG_DIR to a child process', async (t) => {
+  const f = fixture(t);
+  f.env.ANTHROPIC_API_KEY = 'not-a-real-key';
+  f.env.ANTHROPIC_AUTH_TOKEN = 'not-a-real-token';
+  f.env.ANTHROPIC_BASE_URL = 'https://inherited.invalid';
+  const c = await f.start();
+  const s = await c.acquire('work');
+  assert.equal(s.env.CLAUDE_CONFIG_DIR, s.configDir);
+  assert.equal(s.env.HOME, f.home);
+  for (const key of SCRUBBED_ENV) assert.ok(!(key in s.env), key);
+  // The child reports what it found, never the token itself.
+  const probe = `
+    const p = require('path').join(process.env.CLAUDE_CONFIG_DIR, '.credentials.json');
+    const o = JSON.parse(require('fs').readFileSync(p, 'utf8')).claudeAiOauth;
+    console.log(o.subscriptionType, o.scopes.includes('user:inference'), 'ANTHROPIC_API_KEY' in process.env);`;
+  const out = spawnSync(process.execPath, ['-e', probe], { env: s.env });
+  assert.equal(out.status, 0, out.stderr.toString());
+  assert.equal(out.stdout.toString().trim(), 'team true false');
+});
+
+for (const mode of ['real', 'fake']) {
+  test(`refreshed credentials in a ${mode} runtime produce a synced event within 5 s`, async (t) => {
+    const f = fixture(t);
+    const c = await f.start();
+    const s = await c.acquire('work', { linkMode: mode });
+    assert.equal(s.linkMode, mode);
+    const synced = new Promise((resolve) => {
+      const listener = (ev) => {
+        if (ev.credentials_saved) {
+          c.off('synced', listener);
+          resolve(ev);
+        }
+      };
+      c.on('synced', listener);
+    });
+    writeByRename(path.join(s.configDir, '.credentials.json'), credentials('work-refreshed'));
+    const ev = await withTimeout(synced, 5000, 'synced event');
+    assert.equal(ev.session, s.session);
+    assert.equal(ev.credentials_saved, true);
+    assert.deepEqual(fs.readFileSync(f.canonical), credentials('work-refreshed'));
+  });
+}
+
+test('tick and release answer with sync reports', async (t) => {
+  const f = fixture(t);
+  const c = await f.start();
+  const s = await c.acquire('work');
+  const ticked = await c.tick(s.session);
+  assert.equal(ticked.session, s.session);
+  assert.equal(typeof ticked.credentials_saved, 'boolean');
+  const released = await c.release(s.session);
+  assert.equal(released.runtime_removed, true);
+  assert.equal(released.remaining_sessions, 0);
+  assert.ok(!fs.existsSync(f.runtime));
+});
+
+test('close() releases held sessions and tears the runtime down', async (t) => {
+  const f = fixture(t);
+  const c = await f.start();
+  const s = await c.acquire('work');
+  writeByRename(path.join(s.configDir, '.credentials.json'), credentials('work-refreshed'));
+  assert.ok(fs.existsSync(f.runtime));
+  const exit = await c.close();
+  assert.deepEqual(exit, { code: 0, signal: null });
+  assert.ok(!fs.existsSync(f.runtime), 'runtime removed');
+  assert.deepEqual(f.oneShot('status', {}).profiles[0].sessions, []);
+  // The final sync of the release saved what the session refreshed.
+  assert.deepEqual(fs.readFileSync(f.canonical), credentials('work-refreshed'));
+  await assert.rejects(c.status(), { code: 'helper_exited' });
+});
+
+test('requests are matched to responses by id', async (t) => {
+  const c = await fixture(t).start();
+  const [caps, st, missing] = await Promise.all([
+    c.capabilities(),
+    c.status(),
+    c.tick('s-000000000000000000000000').catch((e) => e),
+    c.status('work'),
+  ]);
+  assert.ok(Array.isArray(caps.protocol_versions));
+  assert.ok(Array.isArray(st.profiles));
+  assert.ok(missing instanceof ClauthError);
+  assert.equal(missing.code, 'session_not_found');
+});
+
+test('an unknown profile rejects with a typed error', async (t) => {
+  const c = await fixture(t).start();
+  const err = await c.acquire('nope').catch((e) => e);
+  assert.ok(err instanceof ClauthError);
+  assert.equal(err.code, 'profile_not_found');
+  assert.equal(err.retryable, false);
+  assert.ok(err.message.length > 0);
+});
+
+test('a session released elsewhere produces a session_ended event', async (t) => {
+  const f = fixture(t);
+  const c = await f.start();
+  const s = await c.acquire('work');
+  const ended = new Promise((resolve) => c.once('session_ended', resolve));
+  assert.equal(f.oneShot('release', { session: s.session }).ok, true);
+  const ev = await withTimeout(ended, 5000, 'session_ended event');
+  assert.equal(ev.session, s.session);
+});
+
+test('withSession releases and closes when fn throws', async (t) => {
+  const f = fixture(t);
+  const opts = { binary: BIN, env: f.env };
+  await assert.rejects(
+    withSession(
+      'work',
+      async (s) => {
+        assert.ok(fs.existsSync(s.configDir));
+        throw new Error('boom');
+      },
+      opts,
+    ),
+    /boom/,
+  );
+  assert.ok(!fs.existsSync(f.runtime));
+  const result = await withSession('work', async (s) => s.linkMode, { ...opts, linkMode: 'fake' });
+  assert.equal(result, 'fake');
+  assert.ok(!fs.existsSync(f.runtime));
+});
+
+test('a program that never closes its client exits, and its sessions end with it', async (t) => {
+  const f = fixture(t);
+  const script = `
+    const { Client } = require(${JSON.stringify(CLIENT)});
+    (async () => {
+      const c = await Client.start({ binary: process.env.CLAUTH_HELPER_BIN });
+      const s = await c.acquire('work');
+      console.log(s.session);
+    })();`;
+  const child = spawn(process.execPath, ['-e', script], {
+    env: { ...f.env, CLAUTH_HELPER_BIN: BIN },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  // If it hangs (the bug this test is about), it must not hang the test run too.
+  t.after(() => child.kill('SIGKILL'));
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  const code = await withTimeout(new Promise((r) => child.on('close', r)), 10000, 'exit of the program');
+  assert.equal(code, 0);
+  assert.match(stdout, /^s-/);
+  assert.ok(await waitFor(() => !fs.existsSync(f.runtime)), 'runtime removed after the program exited');
+});
+
+test('a missing binary rejects with helper_not_found', async () => {
+  const err = await Client.start({ binary: path.join(os.tmpdir(), 'no-such-clauth-helper') }).catch((e) => e);
+  assert.ok(err instanceof ClauthError);
+  assert.equal(err.code, 'helper_not_found');
+});

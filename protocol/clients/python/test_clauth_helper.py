@@ -1,0 +1,261 @@
+"""Tests of the Python client against the real binary.
+
+Run: CLAUTH_HELPER_BIN=/path/to/clauth-helper python3 -m unittest -v
+"""
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+
+# Keep the client directory free of __pycache__ when run by hand.
+sys.dont_write_bytecode = True
+
+import clauth_helper as ch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+FIXTURES = REPO / "fixtures"
+BIN = os.environ.get("CLAUTH_HELPER_BIN")
+
+
+def setUpModule():
+    # Fail, not skip: a suite that silently tests nothing would pass in CI.
+    if not BIN or not os.access(BIN, os.X_OK):
+        raise RuntimeError(
+            "set CLAUTH_HELPER_BIN to the clauth-helper binary "
+            "(e.g. target/debug/clauth-helper); got {!r}".format(BIN)
+        )
+
+
+def fixture_credentials(name):
+    return (FIXTURES / "credentials" / (name + ".json")).read_bytes()
+
+
+def write_by_rename(path, data):
+    """Writes the way Claude Code does: a temp sibling renamed over the path."""
+    tmp = path.with_name(".tmp-test-{}".format(os.getpid()))
+    tmp.write_bytes(data)
+    os.replace(str(tmp), str(path))
+
+
+def wait_until(predicate, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def assert_no_token(testcase, value):
+    text = value if isinstance(value, str) else json.dumps(value)
+    testcase.assertNotIn("sk-ant-", text)
+
+
+class HelperTest(unittest.TestCase):
+    """A claude home copied from the fixtures, an empty store, and a profile `work`."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="clauth-py-")
+        self.addCleanup(self._tmp.cleanup)
+        root = Path(self._tmp.name)
+        self.home = root / "home"
+        self.store = root / "store"
+        shutil.copytree(str(FIXTURES / "home"), str(self.home), symlinks=True)
+        # A clean environment, so a developer's own tokens or CLAUTH_* never leak in.
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "CLAUTH_HOME": str(self.store),
+        }
+        self.kw = {"binary": BIN, "env": self.env}
+        out = subprocess.run(
+            [BIN, "profile", "add", "work", "--credentials", "-"],
+            input=fixture_credentials("work"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+        )
+        self.assertEqual(out.returncode, 0, "profile add failed")
+        assert_no_token(self, out.stdout.decode() + out.stderr.decode())
+
+    def tearDown(self):
+        # Sessions the test left behind would keep symlinks into the temp home alive; release them.
+        try:
+            for profile in ch.status(**self.kw)["profiles"]:
+                for s in profile["sessions"]:
+                    ch.release(s["session"], **self.kw)
+        except ch.ClauthError:
+            pass
+
+    def session(self, **kw):
+        return ch.Session("work", binary=BIN, env=self.env, **kw)
+
+    def canonical(self):
+        return self.store / "profiles" / "work" / "credentials.json"
+
+    def runtime(self):
+        return self.store / "runtimes" / "work"
+
+
+class SessionTest(HelperTest):
+    def test_context_manager_acquires_a_session_owned_by_this_process(self):
+        with self.session() as s:
+            self.assertTrue(s.session.startswith("s-"))
+            self.assertEqual(Path(s.config_dir), self.runtime() / "config")
+            self.assertTrue(Path(s.config_dir).is_dir())
+            self.assertIn(s.link_mode, ("real", "fake"))
+            sessions = ch.status("work", **self.kw)["profiles"][0]["sessions"]
+            self.assertEqual([x["session"] for x in sessions], [s.session])
+            self.assertEqual(sessions[0]["owner_pid"], os.getpid())
+
+    def test_env_carries_the_config_dir_to_a_subprocess(self):
+        self.env["ANTHROPIC_API_KEY"] = "not-a-real-key"
+        self.env["CLAUDE_CODE_OAUTH_TOKEN"] = "not-a-real-token"
+        self.env["ANTHROPIC_BASE_URL"] = "https://inherited.invalid"
+        with self.session() as s:
+            self.assertEqual(s.env["CLAUDE_CONFIG_DIR"], s.config_dir)
+            self.assertEqual(s.env["HOME"], str(self.home))
+            for key in ch.SCRUBBED_ENV:
+                self.assertNotIn(key, s.env)
+            # The child reports what it found, never the token itself.
+            probe = (
+                "import json, os; "
+                "p = os.path.join(os.environ['CLAUDE_CONFIG_DIR'], '.credentials.json'); "
+                "o = json.load(open(p))['claudeAiOauth']; "
+                "print(o['subscriptionType'], 'user:inference' in o['scopes'], "
+                "'ANTHROPIC_API_KEY' in os.environ)"
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", probe],
+                env=s.env,
+                stdout=subprocess.PIPE,
+                check=True,
+            )
+            self.assertEqual(out.stdout.decode().split(), ["team", "True", "False"])
+
+    def check_background_ticks_save_refreshed_credentials(self, mode):
+        with self.session(link_mode=mode, tick_interval=0.2) as s:
+            self.assertEqual(s.link_mode, mode)
+            refreshed = fixture_credentials("work-refreshed")
+            self.assertNotEqual(self.canonical().read_bytes(), refreshed)
+            write_by_rename(Path(s.config_dir) / ".credentials.json", refreshed)
+            self.assertTrue(
+                wait_until(lambda: self.canonical().read_bytes() == refreshed),
+                "a tick saved the refreshed credentials within 5 s",
+            )
+            self.assertIsNone(s.tick_error)
+            assert_no_token(self, s.last_tick)
+
+    def test_background_ticks_save_refreshed_credentials_real(self):
+        self.check_background_ticks_save_refreshed_credentials("real")
+
+    def test_background_ticks_save_refreshed_credentials_fake(self):
+        self.check_background_ticks_save_refreshed_credentials("fake")
+
+    def test_release_on_exit_saves_refreshed_credentials(self):
+        # No background ticks: only the release's final sync can save them.
+        with self.session(tick_interval=None) as s:
+            write_by_rename(
+                Path(s.config_dir) / ".credentials.json", fixture_credentials("work-refreshed")
+            )
+        self.assertEqual(self.canonical().read_bytes(), fixture_credentials("work-refreshed"))
+
+    def test_release_on_exit_removes_the_runtime(self):
+        with self.session() as s:
+            self.assertTrue(self.runtime().exists())
+        self.assertIsNone(s.session)
+        self.assertFalse(self.runtime().exists())
+        self.assertEqual(ch.status("work", **self.kw)["profiles"][0]["sessions"], [])
+
+    def test_release_happens_when_the_block_raises(self):
+        with self.assertRaises(KeyError):
+            with self.session():
+                raise KeyError("boom")
+        self.assertFalse(self.runtime().exists())
+
+    def test_a_session_released_elsewhere_ends_quietly(self):
+        with self.session(tick_interval=0.1) as s:
+            ch.release(s.session, **self.kw)
+            self.assertTrue(wait_until(lambda: isinstance(s.tick_error, ch.SessionNotFound)))
+        self.assertFalse(self.runtime().exists())
+
+
+class ErrorTest(HelperTest):
+    def test_unknown_profile_raises_a_typed_error(self):
+        with self.assertRaises(ch.ProfileNotFound) as caught:
+            with ch.Session("nope", binary=BIN, env=self.env):
+                self.fail("entered a session of a profile that does not exist")
+        err = caught.exception
+        self.assertIsInstance(err, ch.ClauthError)
+        self.assertEqual(err.code, "profile_not_found")
+        self.assertFalse(err.retryable)
+        self.assertTrue(err.message)
+
+    def test_unknown_session_raises_session_not_found(self):
+        with self.assertRaises(ch.SessionNotFound):
+            ch.tick("s-000000000000000000000000", **self.kw)
+
+    def test_unknown_codes_map_to_the_base_class(self):
+        err = ch.ClauthError.from_wire({"code": "brand_new", "message": "m", "retryable": True})
+        self.assertIs(type(err), ch.ClauthError)
+        self.assertEqual((err.code, err.message, err.retryable), ("brand_new", "m", True))
+        self.assertIs(type(ch.ClauthError.from_wire({"code": "io"})), ch.StoreIOError)
+
+    def test_a_missing_binary_raises_helper_not_found(self):
+        with self.assertRaises(ch.HelperNotFound):
+            ch.capabilities(binary=str(Path(self._tmp.name) / "no-such-helper"))
+
+    def test_a_helper_without_protocol_1_is_refused_on_enter(self):
+        fake = Path(self._tmp.name) / "future-helper"
+        fake.write_text(
+            "#!/bin/sh\ncat >/dev/null\n"
+            'echo \'{"protocol":1,"ok":true,"protocol_versions":[2],"verbs":[],"features":[]}\'\n'
+        )
+        fake.chmod(0o755)
+        with self.assertRaises(ch.UnsupportedProtocol):
+            with ch.Session("work", binary=str(fake), env=self.env):
+                self.fail("entered a session with a helper that lacks protocol 1")
+
+    def test_lock_timeout_is_retried_with_backoff(self):
+        self.env["CLAUTH_LOCK_TIMEOUT_MS"] = "50"
+        # Hold the state lock the way another clauth-helper would (flock), then let it go.
+        with open(str(self.store / "state.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with self.assertRaises(ch.LockTimeout) as caught:
+                ch.status(retries=0, **self.kw)
+            self.assertTrue(caught.exception.retryable)
+            threading.Timer(0.3, fcntl.flock, (lock, fcntl.LOCK_UN)).start()
+            self.assertTrue(ch.status(**self.kw)["ok"])
+
+
+class FunctionTest(HelperTest):
+    def test_capabilities(self):
+        caps = ch.capabilities(**self.kw)
+        self.assertIn(1, caps["protocol_versions"])
+        for verb in ("acquire", "tick", "release", "status", "capabilities"):
+            self.assertIn(verb, caps["verbs"])
+        self.assertIn("owner_pid", caps["features"])
+
+    def test_one_shot_functions_round_trip(self):
+        acquired = ch.acquire("work", owner_pid=os.getpid(), **self.kw)
+        assert_no_token(self, acquired)
+        self.assertEqual(acquired["env"]["CLAUDE_CONFIG_DIR"], acquired["config_dir"])
+        ticked = ch.tick(acquired["session"], **self.kw)
+        self.assertFalse(ticked["credentials_saved"])
+        st = ch.status(**self.kw)
+        assert_no_token(self, st)
+        self.assertTrue(st["profiles"][0]["credentials"]["present"])
+        released = ch.release(acquired["session"], **self.kw)
+        self.assertEqual((released["runtime_removed"], released["remaining_sessions"]), (True, 0))
+
+
+if __name__ == "__main__":
+    unittest.main()
