@@ -180,6 +180,24 @@ pub fn list(layout: &Layout) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Inherited variables that would silently override a profile's account in Claude Code.
+pub const OVERRIDING_ENV: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+];
+
+/// What a launcher removes from the environment it inherited before starting Claude Code under
+/// this profile: the overriding variables, and `ANTHROPIC_BASE_URL` unless the profile sets it
+/// (then the profile's value is the one to use).
+pub fn env_to_remove(config: &ProfileConfig) -> Vec<String> {
+    let mut out: Vec<String> = OVERRIDING_ENV.iter().map(|k| (*k).to_owned()).collect();
+    if !config.env.contains_key("ANTHROPIC_BASE_URL") {
+        out.push("ANTHROPIC_BASE_URL".to_owned());
+    }
+    out
+}
+
 /// Whether an environment variable's value should be hidden when shown.
 pub fn is_secret_key(key: &str) -> bool {
     let upper = key.to_ascii_uppercase();

@@ -15,13 +15,6 @@ use crate::profile;
 use crate::runtime::{self, AcquireOptions, LinkModeRequest};
 use crate::serve::TICK_INTERVAL;
 
-/// Inherited variables that would silently override the profile's account.
-pub const SCRUBBED: &[&str] = &[
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-];
-
 /// Exit status when the wrapper itself fails before the command runs.
 pub const EXIT_WRAPPER_FAILED: i32 = 125;
 /// Exit status when the command cannot be executed (as a shell reports it).
@@ -69,11 +62,8 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
     let program = argv.next().unwrap_or_else(|| OsString::from("claude"));
     let mut cmd = Command::new(&program);
     cmd.args(argv);
-    for key in SCRUBBED {
+    for key in &held.acquired.env_remove {
         cmd.env_remove(key);
-    }
-    if !config.env.contains_key("ANTHROPIC_BASE_URL") {
-        cmd.env_remove("ANTHROPIC_BASE_URL");
     }
     cmd.envs(&config.env);
     cmd.env("CLAUDE_CONFIG_DIR", &held.acquired.config_dir);

@@ -212,8 +212,11 @@ pub fn decode(verb: Verb, obj: &Map<String, Value>) -> Result<Request, CodedErro
 
 /// Optional behaviours a client may check for before relying on them.
 pub const FEATURES: &[&str] = &[
+    // A process's start time is only known on Unix; elsewhere owner_pid is refused.
+    #[cfg(unix)]
     "owner_pid",
     "lease_ms",
+    "env_remove",
     "link_mode",
     "serve",
     "serve_events",

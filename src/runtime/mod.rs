@@ -171,7 +171,11 @@ pub struct Acquired {
     pub profile: String,
     pub config_dir: PathBuf,
     pub link_mode: LinkMode,
+    /// Variables to set for Claude Code: `CLAUDE_CONFIG_DIR`.
     pub env: BTreeMap<String, String>,
+    /// Inherited variables a launcher should remove, since they would override the profile's
+    /// account (`ANTHROPIC_BASE_URL` only when the profile does not set it).
+    pub env_remove: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<i64>,
 }
@@ -736,6 +740,7 @@ pub fn acquire(layout: &Layout, opts: &AcquireOptions) -> Result<Acquired> {
         )]),
         config_dir,
         link_mode: mode,
+        env_remove: profile::env_to_remove(&profile::load_config(layout, name)?),
         lease_expires_at: record.lease_expires_at,
     })
 }
