@@ -439,6 +439,15 @@ fn long_lived(w: &World, _runs: usize, push: &mut impl FnMut(String, String)) {
             per_tick.as_secs_f64() * 1000.0
         ),
     );
+    // A tick that carries 10 changed files: CPU over a 3-tick window less two idle ticks.
+    let before = cpu();
+    change_files(&w.runtime(), 10, 1000);
+    std::thread::sleep(Duration::from_secs(3));
+    let busy = (cpu() - before).saturating_sub(per_tick * 2);
+    push(
+        "fake, long-lived: CPU of the tick that carries 10 changed files".into(),
+        format!("{:.3} ms", busy.as_secs_f64() * 1000.0),
+    );
     // Propagation: a file appended in the runtime reaches the home.
     let target = fs::read_dir(w.runtime().join("projects"))
         .unwrap()
