@@ -392,3 +392,39 @@ fn clauth_link_mode_is_a_default_for_new_runtimes_not_a_conflict() {
     f.release(&session_of(&a));
     f.release(&session_of(&b));
 }
+
+#[test]
+fn a_runtime_whose_build_never_finished_is_removed_without_a_sync() {
+    // A crash in the middle of a fake-mode build leaves copies nobody was handed; whatever
+    // they hold must not be taken for a session's work.
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let mut owner = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    f.request(
+        "acquire",
+        json!({"profile": "work", "link_mode": "fake", "owner_pid": owner.id()}),
+    )
+    .ok();
+    let state_path = f.store().join("runtimes/work/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&fs::read(&state_path).unwrap()).unwrap();
+    state["ready"] = json!(false);
+    fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    fs::write(f.runtime("work").join("commands/review.md"), "half a copy").unwrap();
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let b = f.acquire("work", "fake");
+    let original = fs::read_to_string(fixtures().join("home/.claude/commands/review.md")).unwrap();
+    assert_eq!(
+        fs::read_to_string(f.claude().join("commands/review.md")).unwrap(),
+        original
+    );
+    assert_eq!(
+        fs::read_to_string(f.runtime("work").join("commands/review.md")).unwrap(),
+        original
+    );
+    f.release(&session_of(&b));
+}
