@@ -187,6 +187,23 @@ impl Doc<'_> {
     }
 }
 
+/// Copies the account keys of `~/.claude.json` into a profile (for `profile add --from-claude`).
+/// A home document that does not parse gives nothing.
+pub fn import_account(layout: &Layout, profile: &str) -> Result<()> {
+    let Ok(Some(home)) = read_object(&layout.claude_json) else {
+        return Ok(());
+    };
+    let account: Map<String, Value> = home
+        .into_iter()
+        .filter(|(k, _)| ACCOUNT_KEYS.contains(&k.as_str()))
+        .collect();
+    if account.is_empty() {
+        return Ok(());
+    }
+    let bytes = serde_json::to_vec_pretty(&account)?;
+    fsx::atomic_write(&layout.profile_account(profile), &bytes, fsx::PRIVATE_FILE)
+}
+
 fn load_account(layout: &Layout, profile: &str) -> Result<Map<String, Value>> {
     Ok(fsx::read_optional(&layout.profile_account(profile))?
         .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())

@@ -917,5 +917,12 @@ pub fn add_profile(
             ));
         }
     }
-    profile::add(layout, name, source, env, replace)
+    let from_claude = matches!(source, profile::CredentialSource::FromClaude);
+    profile::add(layout, name, source, env, replace)?;
+    if from_claude {
+        // The home's login comes with its account keys: the profile's sessions start as the
+        // same account (Claude Code would otherwise look it up again).
+        json::import_account(layout, name)?;
+    }
+    Ok(())
 }

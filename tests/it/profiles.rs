@@ -162,3 +162,26 @@ fn gc_reclaims_a_runtime_left_by_a_crash_after_a_final_sync() {
         "written in the session\n"
     );
 }
+
+#[test]
+fn a_profile_from_claude_takes_the_home_account_with_it() {
+    let f = Fixture::new();
+    let out = f.run(&["profile", "add", "home", "--from-claude"], b"");
+    assert!(out.status.success());
+    let a = f.acquire("home", "real");
+    let doc: Value =
+        serde_json::from_slice(&fs::read(f.runtime("home").join(".claude.json")).unwrap()).unwrap();
+    assert_eq!(
+        doc["oauthAccount"]["emailAddress"],
+        json!("home@example.com")
+    );
+    assert_eq!(
+        doc["userID"],
+        json!("5f2d0c1a9b8e7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6b5a4938271605f4e")
+    );
+    assert_eq!(
+        file_mode(&f.store().join("profiles/home/account.json")),
+        0o600
+    );
+    f.release(&session_of(&a));
+}
