@@ -55,6 +55,14 @@ pub fn file_id(meta: &std::fs::Metadata) -> u64 {
     imp::file_id(meta)
 }
 
+/// Puts `new` at `target` in one step and moves what was at `target` to `new`'s path. Returns
+/// `false` when nothing was at `target` (then `new` is simply renamed there, never over
+/// something that appeared meanwhile). Where the platform cannot exchange atomically, this is a
+/// rename that reports `true` only after saving the old entry aside first.
+pub fn exchange(new: &Path, target: &Path) -> io::Result<bool> {
+    imp::exchange(new, target)
+}
+
 /// Whether child processes started from now on inherit `file` (its lock with it).
 pub fn set_inheritable(file: &std::fs::File, inherit: bool) -> io::Result<()> {
     imp::set_inheritable(file, inherit)
@@ -130,6 +138,63 @@ mod imp {
         meta.ino()
     }
 
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn exchange(new: &Path, target: &Path) -> io::Result<bool> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let a = CString::new(new.as_os_str().as_bytes())?;
+        let b = CString::new(target.as_os_str().as_bytes())?;
+        loop {
+            // SAFETY: both paths are NUL-terminated and live across the call.
+            let rc = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    a.as_ptr(),
+                    libc::AT_FDCWD,
+                    b.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if rc == 0 {
+                return Ok(true);
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ENOENT) {
+                return Err(err);
+            }
+            // Nothing at target: move in without replacing anything that appears meanwhile.
+            // SAFETY: as above.
+            let rc = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    a.as_ptr(),
+                    libc::AT_FDCWD,
+                    b.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                )
+            };
+            if rc == 0 {
+                return Ok(false);
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EEXIST) {
+                return Err(err);
+            }
+        }
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub fn exchange(new: &Path, target: &Path) -> io::Result<bool> {
+        // No atomic exchange: keep the old entry by a hard link before the rename.
+        let aside = new.with_extension("old");
+        let had = std::fs::hard_link(target, &aside).is_ok();
+        std::fs::rename(new, target)?;
+        if had {
+            std::fs::rename(&aside, new)?;
+        }
+        Ok(had)
+    }
+
     pub fn set_inheritable(file: &std::fs::File, inherit: bool) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let fd = file.as_raw_fd();
@@ -203,6 +268,16 @@ mod imp {
 
     pub fn file_id(_meta: &std::fs::Metadata) -> u64 {
         0
+    }
+
+    pub fn exchange(new: &Path, target: &Path) -> io::Result<bool> {
+        let aside = new.with_extension("old");
+        let had = std::fs::hard_link(target, &aside).is_ok();
+        std::fs::rename(new, target)?;
+        if had {
+            std::fs::rename(&aside, new)?;
+        }
+        Ok(had)
     }
 
     pub fn set_inheritable(_file: &std::fs::File, _inherit: bool) -> io::Result<()> {

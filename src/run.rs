@@ -40,6 +40,9 @@ pub enum Outcome {
 pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
     let config = {
         profile::check_name(&opts.profile)?;
+        // The store is checked first: a symlinked or foreign store is the answer, not a
+        // missing profile inside it.
+        layout.ensure_store()?;
         profile::require(layout, &opts.profile)?;
         profile::load_config(layout, &opts.profile)?
     };

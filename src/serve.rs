@@ -31,37 +31,54 @@ fn spawn_reader(input: impl Read + Send + 'static) -> mpsc::Receiver<Input> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(input);
+        // A request may be as long as a one-shot one, plus its line ending.
+        let limit = protocol::MAX_REQUEST_BYTES as u64 + 2;
         loop {
             let mut line = Vec::new();
-            let limit = protocol::MAX_REQUEST_BYTES as u64 + 1;
-            match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+            let msg = match (&mut reader).take(limit).read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => {
                     let _ = tx.send(Input::End);
                     return;
                 }
-                Ok(_) if line.len() as u64 >= limit && line.last() != Some(&b'\n') => {
-                    // Skip the rest of the oversized line, then answer it once.
-                    let mut rest = Vec::new();
-                    while reader
-                        .read_until(b'\n', &mut rest)
-                        .map(|n| n > 0 && rest.last() != Some(&b'\n'))
-                        .unwrap_or(false)
-                    {
-                        rest.clear();
-                    }
-                    if tx.send(Input::TooLong).is_err() {
+                Ok(_) if line.last() != Some(&b'\n') && line.len() as u64 >= limit => {
+                    if !skip_line(&mut reader) {
+                        let _ = tx.send(Input::TooLong);
+                        let _ = tx.send(Input::End);
                         return;
                     }
+                    Input::TooLong
                 }
                 Ok(_) => {
-                    if tx.send(Input::Line(line)).is_err() {
-                        return;
+                    while matches!(line.last(), Some(b'\n' | b'\r')) {
+                        line.pop();
                     }
+                    Input::Line(line)
                 }
+            };
+            if tx.send(msg).is_err() {
+                return;
             }
         }
     });
     rx
+}
+
+/// Discards input up to and including the next newline without holding it in memory. Returns
+/// false at end of input.
+fn skip_line(reader: &mut impl BufRead) -> bool {
+    loop {
+        let (found, used) = match reader.fill_buf() {
+            Ok([]) | Err(_) => return false,
+            Ok(buf) => match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (true, i + 1),
+                None => (false, buf.len()),
+            },
+        };
+        reader.consume(used);
+        if found {
+            return true;
+        }
+    }
 }
 
 struct Server<'a, W: Write> {

@@ -60,10 +60,55 @@ pub fn place_real(canonical: &Path, runtime_file: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads a file through one descriptor: its bytes and the stamp of exactly what was read (a
+/// rename over the path afterwards gives a different stamp). `None` when nothing is there.
+fn read_stamped(path: &Path) -> Result<Option<(Vec<u8>, Stamp)>> {
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let stamp = Stamp::of(
+        &file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?,
+    );
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some((bytes, stamp)))
+}
+
+/// Puts `prepared` (a temp sibling: a link or a copy of the canonical file) at `runtime_file`
+/// in one exchange. Whatever the exchange took out is looked at: when it is not the document
+/// already handled (`handled`), Claude Code wrote it meanwhile, and it is saved if it is newer.
+/// So a refresh that lands while a tick is at work is never overwritten unseen.
+fn swap_in(
+    prepared: &Path,
+    runtime_file: &Path,
+    canonical: &Path,
+    handled: Option<Stamp>,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let took_out = platform::exchange(prepared, runtime_file)
+        .with_context(|| format!("cannot replace {}", runtime_file.display()))?;
+    if took_out {
+        if let Some(meta) = fsx::lstat_optional(prepared)?
+            && meta.is_file()
+            && Some(Stamp::of(&meta)) != handled
+            && let Some(bytes) = fsx::read_optional(prepared)?
+        {
+            save_if_newer(&bytes, canonical, report)?;
+        }
+        fsx::remove_entry(prepared)?;
+    }
+    Ok(())
+}
+
 /// Real mode: a regular file where the link was is what Claude Code wrote by rename.
 pub fn sync_real(canonical: &Path, runtime_file: &Path, report: &mut SyncReport) -> Result<()> {
     let meta = fsx::lstat_optional(runtime_file)?;
-    match meta {
+    let handled = match meta {
         Some(m)
             if m.file_type().is_symlink()
                 && fs::read_link(runtime_file).ok().as_deref() == Some(canonical) =>
@@ -71,20 +116,28 @@ pub fn sync_real(canonical: &Path, runtime_file: &Path, report: &mut SyncReport)
             return Ok(());
         }
         Some(m) if m.is_file() => {
-            let bytes = fs::read(runtime_file)
-                .with_context(|| format!("cannot read {}", runtime_file.display()))?;
+            let Some((bytes, stamp)) = read_stamped(runtime_file)? else {
+                return Ok(());
+            };
             let valid = credentials::validate(&bytes).is_ok();
             save_if_newer(&bytes, canonical, report)?;
             if !valid {
                 // An unusable document stays where Claude Code put it; the canonical file is kept.
                 return Ok(());
             }
+            Some(stamp)
         }
         Some(_) => return Ok(()),
-        None => {}
-    }
+        None => None,
+    };
     if canonical.exists() {
-        fsx::replace_with_symlink(canonical, runtime_file)?;
+        let dir = runtime_file
+            .parent()
+            .context("the credentials file has no directory")?;
+        let link = fsx::unique_sibling(dir, "link");
+        platform::symlink(canonical, &link)
+            .with_context(|| format!("cannot create a link in {}", dir.display()))?;
+        swap_in(&link, runtime_file, canonical, handled, report)?;
     }
     Ok(())
 }
@@ -112,19 +165,36 @@ pub fn sync_fake(
     if runtime_now == state.runtime && canonical_now == state.canonical {
         return Ok(false);
     }
-    let runtime_bytes = fsx::read_optional(runtime_file)?;
-    let keep_runtime = match &runtime_bytes {
-        Some(bytes) => save_if_newer(bytes, canonical, report)?,
-        None => false,
+    // The stamp recorded is the one of the bytes read, so a refresh that lands after the read
+    // is seen by the next tick.
+    let read = read_stamped(runtime_file)?;
+    let (keep_runtime, runtime_invalid, handled) = match &read {
+        Some((bytes, stamp)) => (
+            save_if_newer(bytes, canonical, report)?,
+            credentials::validate(bytes).is_err(),
+            Some(*stamp),
+        ),
+        None => (false, false, None),
     };
-    let runtime_invalid = runtime_bytes
-        .as_deref()
-        .is_some_and(|b| credentials::validate(b).is_err());
+    state.runtime = handled;
     if !keep_runtime && !runtime_invalid && canonical.exists() {
         // Missing or older in the runtime: hand the session the canonical credentials.
-        fsx::copy_file_atomic(canonical, runtime_file, Some(fsx::PRIVATE_FILE))?;
+        let dir = runtime_file
+            .parent()
+            .context("the credentials file has no directory")?;
+        let copy = fsx::unique_sibling(dir, "copy");
+        fsx::copy_file_atomic(canonical, &copy, Some(fsx::PRIVATE_FILE))?;
+        let placed = Stamp::at(&copy)?;
+        let saved_before = report.credentials_saved;
+        swap_in(&copy, runtime_file, canonical, handled, report)?;
+        state.runtime = placed;
+        if report.credentials_saved && !saved_before {
+            // A refresh landed during the swap and was saved: the copy just placed is older,
+            // so the next tick must hand the session the new canonical file.
+            state.canonical = None;
+            return Ok(true);
+        }
     }
-    state.runtime = Stamp::at(runtime_file)?;
     state.canonical = Stamp::at(canonical)?;
     Ok(true)
 }

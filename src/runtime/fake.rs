@@ -378,11 +378,10 @@ impl Mirror<'_> {
         };
         let src = join(self.root(from), rel);
         let dst = join(self.root(to), rel);
-        if let Some(parent) = dst.parent()
-            && !parent.is_dir()
+        if let Some((parent, _)) = rel.rsplit_once('/')
+            && !join(self.root(to), parent).is_dir()
         {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
+            self.make_dirs_like(to, parent)?;
         }
         let copied = if self.fresh && to == Side::Runtime {
             fsx::copy_file_new(&src, &dst)?
@@ -406,9 +405,44 @@ impl Mirror<'_> {
     }
 
     fn mkdir(&mut self, side: Side, rel: &str) -> Result<()> {
-        let dir = join(self.root(side), rel);
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        self.make_dirs_like(side, rel)?;
         self.manifest.set(rel.to_owned(), Synced::Dir);
+        Ok(())
+    }
+
+    /// Creates directory `rel` (and missing parents) on `side` with the permission bits of the
+    /// same directory on the other side, never the process umask's: a private folder stays
+    /// private on both sides.
+    fn make_dirs_like(&self, side: Side, rel: &str) -> Result<()> {
+        let other = if side == Side::Home {
+            Side::Runtime
+        } else {
+            Side::Home
+        };
+        let mut prefix = String::new();
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            let dir = join(self.root(side), &prefix);
+            if fsx::lstat_optional(&dir)?.is_some() {
+                continue;
+            }
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+                }
+            }
+            let bits = fs::metadata(join(self.root(other), &prefix))
+                .ok()
+                .and_then(|m| crate::platform::mode_of(&m))
+                .unwrap_or(fsx::PRIVATE_DIR);
+            crate::platform::set_mode(&dir, bits)
+                .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+        }
         Ok(())
     }
 
@@ -591,6 +625,17 @@ pub fn sync(
     fresh: bool,
     report: &mut SyncReport,
 ) -> Result<()> {
+    // A missing root must never read as "every file deleted".
+    anyhow::ensure!(
+        home.is_dir(),
+        "the claude home {} is missing",
+        home.display()
+    );
+    anyhow::ensure!(
+        runtime.is_dir(),
+        "the runtime {} is missing",
+        runtime.display()
+    );
     let mut mirror = Mirror {
         home,
         runtime,

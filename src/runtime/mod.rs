@@ -393,8 +393,16 @@ fn sync_runtime(
     manifests: &mut Option<(fsx::Stamp, fake::Manifest)>,
 ) -> Result<(SyncReport, bool)> {
     let mut report = SyncReport::default();
+    // Checked on every sync, not only at acquire: a profile directory swapped for a symlink
+    // must not receive credentials.
+    crate::layout::check_private_dir(&layout.profile_dir(profile))?;
     let config = profile::load_config(layout, profile)?;
     let cfg = layout.runtime_config_dir(profile);
+    anyhow::ensure!(
+        cfg.is_dir(),
+        "the runtime {} has lost its config directory",
+        cfg.display()
+    );
     let canonical = layout.profile_credentials(profile);
     let cred_file = cfg.join(".credentials.json");
     let mut touched = false;
@@ -517,6 +525,9 @@ fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
     let cfg = layout.runtime_config_dir(profile);
     let report = match load_state(layout, profile)? {
         Some(state) if !state.ready => SyncReport::default(),
+        // Without its config dir there is nothing to sync, and a mirror pass would read every
+        // missing file as a deletion.
+        Some(_) if !cfg.is_dir() => SyncReport::default(),
         Some(mut state) => {
             sync_runtime(layout, profile, &mut state, &fake::Scope::Full, &mut None)?.0
         }
@@ -535,7 +546,13 @@ fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
     if cfg.is_dir() {
         move_back_per_profile(layout, profile, &cfg)?;
     }
-    fsx::remove_entry(&dir)?;
+    // Out of the way in one rename before the slow delete: a crash while deleting leaves a
+    // trash directory that is removed later without a sync, never a half-deleted runtime whose
+    // missing files a later sync would carry to the claude home as deletions.
+    let trash = fsx::unique_sibling(&layout.runtimes_dir(), "trash");
+    std::fs::rename(&dir, &trash)
+        .with_context(|| format!("cannot move {} aside", dir.display()))?;
+    fsx::remove_entry(&trash)?;
     Ok(report)
 }
 
@@ -708,6 +725,7 @@ pub fn acquire(layout: &Layout, opts: &AcquireOptions) -> Result<Acquired> {
         }
         None => {
             let mode = decide_mode(layout, opts.link_mode, &layout.runtimes_dir())?;
+            sweep_temp(&layout.runtimes_dir());
             teardown(layout, name)?;
             if let Err(e) = build(layout, name, mode) {
                 // A half-built runtime holds links and copies only; the home is untouched.
@@ -850,9 +868,34 @@ pub fn profile_status_of(layout: &Layout, name: &str) -> Result<ProfileStatus> {
         .context("profile vanished")
 }
 
-/// Reclaims runtimes that no live session uses, after a final sync.
+/// Removes what crashed writers and teardowns left under `dir`: temp files and trash
+/// directories (never anything without the temp prefix). Runs under the state lock, so no
+/// clauth-helper is writing them now.
+fn sweep_temp(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(fsx::TEMP_PREFIX)
+        {
+            let _ = fsx::remove_entry(&entry.path());
+        }
+    }
+}
+
+/// Reclaims runtimes that no live session uses, after a final sync, and sweeps the temp files
+/// and trash that crashed processes left in the store.
 pub fn gc(layout: &Layout) -> Result<Collected> {
     let _lock = StateLock::acquire(layout)?;
+    sweep_temp(&layout.runtimes_dir());
+    sweep_temp(&layout.sessions_dir());
+    sweep_temp(&layout.store);
+    for name in profile::list(layout)? {
+        sweep_temp(&layout.profile_dir(&name));
+    }
     let (live, pruned) = prune(layout)?;
     let mut removed = Vec::new();
     for entry in std::fs::read_dir(layout.runtimes_dir())
@@ -863,7 +906,6 @@ pub fn gc(layout: &Layout) -> Result<Collected> {
             continue;
         };
         if name.starts_with(fsx::TEMP_PREFIX) {
-            let _ = fsx::remove_entry(&entry.path());
             continue;
         }
         if profile::check_name(&name).is_err() || live_of(&live, &name).next().is_some() {

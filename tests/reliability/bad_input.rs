@@ -1,0 +1,929 @@
+//! Bad input: property tests of every verb through the real binary. Every case spawns the
+//! helper, checks that it answers exactly one JSON line with the code that PROTOCOL.md's order of
+//! checks gives (an oracle below), exits non-zero exactly when `ok` is false, never panics, never
+//! prints a token, and leaves every file of the fixture as it was.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use serde_json::{Map, Value, json};
+
+use crate::common::*;
+use crate::support::*;
+
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+const MAX_LEASE_MS: u64 = 30 * 24 * 3600 * 1000;
+const VERBS: [&str; 5] = ["acquire", "tick", "release", "status", "capabilities"];
+
+/// What a request must get.
+#[derive(Debug, Clone, PartialEq)]
+enum Expect {
+    Ok,
+    Code(&'static str),
+}
+
+fn valid_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn valid_session_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// A field that is absent or null counts as absent.
+fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn in_range(v: Option<&Value>, max: u64) -> bool {
+    match v {
+        None => true,
+        Some(Value::Number(n)) => n.as_u64().is_some_and(|v| (1..=max).contains(&v)),
+        Some(_) => false,
+    }
+}
+
+/// The world every case runs against: profile `work` with a live real-mode session `live`.
+struct World {
+    name: &'static str,
+    f: Fixture,
+    bin: Bin,
+    live: String,
+    /// How many answers carried each code (`ok` for success).
+    codes: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+impl World {
+    fn new(name: &'static str) -> World {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let bin = Bin::of(&f);
+        let a = bin.call("acquire", &json!({"profile": "work", "link_mode": "real"}));
+        let live = a.ok()["session"].as_str().unwrap().to_owned();
+        World {
+            name,
+            f,
+            bin,
+            live,
+            codes: Default::default(),
+        }
+    }
+
+    fn expect_object(&self, verb: &str, obj: &Map<String, Value>) -> Expect {
+        expect_object(&self.live, verb, obj)
+    }
+
+    /// The oracle for raw bytes of a one-shot request.
+    fn expect_bytes(&self, verb: &str, bytes: &[u8]) -> Expect {
+        if !VERBS.contains(&verb) {
+            return Expect::Code("unknown_verb");
+        }
+        match parse_object(bytes) {
+            Some(obj) => self.expect_object(verb, &obj),
+            None => Expect::Code("invalid_request"),
+        }
+    }
+
+    /// Sends one request and checks everything a bad request must satisfy.
+    fn check(&self, verb: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
+        let expected = self.expect_bytes(verb, bytes);
+        if expected == Expect::Ok && ["acquire", "tick", "release"].contains(&verb) {
+            // A valid state-changing request is not bad input.
+            return Err(TestCaseError::reject("a valid request"));
+        }
+        let before = self.f.snapshot();
+        let reply = self.bin.raw(verb, bytes);
+        match expected {
+            Expect::Ok => {
+                reply.ok();
+            }
+            Expect::Code(code) => {
+                reply.err(code);
+            }
+        }
+        *self
+            .codes
+            .lock()
+            .unwrap()
+            .entry(reply.error_code().unwrap_or("ok").to_owned())
+            .or_default() += 1;
+        let after = self.f.snapshot();
+        prop_assert!(
+            before == after,
+            "{verb} changed files\n{}\nchanged: {:?}",
+            reply.describe(),
+            diff(&before, &after)
+        );
+        Ok(())
+    }
+}
+
+/// The oracle: PROTOCOL.md section 2's order of checks, then each verb's own. `live` is the one
+/// live session of the world.
+fn expect_object(live: &str, verb: &str, obj: &Map<String, Value>) -> Expect {
+    use Expect::Code;
+    match field(obj, "protocol") {
+        None => {}
+        Some(Value::Number(n)) if n.as_f64() == Some(1.0) => {}
+        Some(Value::Number(_)) => return Code("unsupported_protocol"),
+        Some(_) => return Code("invalid_request"),
+    }
+    match verb {
+        "acquire" => {
+            let profile = match field(obj, "profile") {
+                Some(Value::String(s)) => s,
+                _ => return Code("invalid_request"),
+            };
+            if !in_range(field(obj, "owner_pid"), i32::MAX as u64)
+                || !in_range(field(obj, "lease_ms"), MAX_LEASE_MS)
+            {
+                return Code("invalid_request");
+            }
+            let link_mode = match field(obj, "link_mode") {
+                None => None,
+                Some(Value::String(s)) if ["auto", "real", "fake"].contains(&s.as_str()) => {
+                    Some(s.as_str())
+                }
+                Some(_) => return Code("invalid_request"),
+            };
+            if !valid_profile_name(profile) {
+                return Code("invalid_profile_name");
+            }
+            if profile != "work" {
+                return Code("profile_not_found");
+            }
+            if let Some(pid) = field(obj, "owner_pid").and_then(Value::as_u64)
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                return Code("invalid_request");
+            }
+            if link_mode == Some("fake") {
+                return Code("link_mode_conflict");
+            }
+            Expect::Ok
+        }
+        "tick" | "release" => match field(obj, "session") {
+            Some(Value::String(s)) if !valid_session_id(s) => Code("invalid_request"),
+            Some(Value::String(s)) if s == live => Expect::Ok,
+            Some(Value::String(_)) => Code("session_not_found"),
+            _ => Code("invalid_request"),
+        },
+        "status" => match field(obj, "profile") {
+            None => Expect::Ok,
+            Some(Value::String(s)) if !valid_profile_name(s) => Code("invalid_profile_name"),
+            Some(Value::String(s)) if s == "work" => Expect::Ok,
+            Some(Value::String(_)) => Code("profile_not_found"),
+            Some(_) => Code("invalid_request"),
+        },
+        "capabilities" => Expect::Ok,
+        _ => Code("unknown_verb"),
+    }
+}
+
+/// Whether serve would hold a session for this line.
+fn is_ok_acquire(line: &[u8]) -> bool {
+    parse_object(line).is_some_and(|o| {
+        o.get("verb") == Some(&json!("acquire")) && expect_object("", "acquire", &o) == Expect::Ok
+    })
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let codes = self.codes.lock().unwrap();
+        if !codes.is_empty() {
+            eprintln!("bad_input/{}: answers by code {:?}", self.name, *codes);
+        }
+        if !std::thread::panicking() {
+            self.bin
+                .call("release", &json!({"session": self.live}))
+                .ok();
+        }
+    }
+}
+
+fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in a {
+        if b.get(k) != Some(v) {
+            out.push(format!("- {k}"));
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) {
+            out.push(format!("+ {k}"));
+        }
+    }
+    out
+}
+
+/// What the helper's framing accepts as a request object.
+fn parse_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    if bytes.len() > MAX_REQUEST_BYTES {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    match serde_json::from_str::<Value>(text).ok()? {
+        Value::Object(obj) => Some(obj),
+        _ => None,
+    }
+}
+
+fn run_property<S: Strategy>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
+    S::Value: std::fmt::Debug,
+{
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 200,
+        max_global_rejects: cases * 4,
+        rng_seed: RngSeed::Fixed(seed()),
+        ..Config::default()
+    };
+    let ran = AtomicU64::new(0);
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&strategy, |v| {
+        ran.fetch_add(1, Ordering::Relaxed);
+        test(v)
+    });
+    eprintln!(
+        "bad_input/{name}: {} inputs sent ({cases} cases wanted), seed {}",
+        ran.load(Ordering::Relaxed),
+        seed()
+    );
+    if let Err(e) = result {
+        panic!("{name}: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strategies.
+
+fn verb() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(VERBS.to_vec())
+}
+
+/// Strings that have broken path handling, parsers or terminals somewhere.
+fn nasty_string() -> impl Strategy<Value = String> {
+    let fixed: Vec<String> = [
+        "",
+        ".",
+        "..",
+        "../x",
+        "../../etc/passwd",
+        "a/b",
+        "a\\b",
+        "/tmp/x",
+        "x\0y",
+        "\0",
+        "work\0",
+        "work\n",
+        " work",
+        "work/",
+        "work/..",
+        "./work",
+        "~",
+        "~root",
+        "%2e%2e",
+        "\u{202e}krow",
+        "ｗｏｒｋ",
+        "wörk",
+        "😀",
+        "\u{feff}work",
+        "s-../../x",
+        "s-000000000000000000000000/..",
+        "\t",
+        "\r\n",
+        "\u{7f}",
+        "\u{1b}[2J",
+        "$(id)",
+        "`id`",
+        "${HOME}",
+        "work;rm -rf /",
+        "CON",
+        "nul",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    prop_oneof![
+        prop::sample::select(fixed),
+        "[a-zA-Z0-9._-]{65,80}",
+        // Control characters, format characters, astral planes, mixed with plain ones.
+        prop::collection::vec(
+            prop_oneof![
+                (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap()),
+                Just('\u{7f}'),
+                Just('\u{85}'),
+                Just('\u{2028}'),
+                Just('\u{200b}'),
+                Just('/'),
+                Just('.'),
+                any::<char>(),
+                prop::char::range('a', 'z'),
+            ],
+            1..24
+        )
+        .prop_map(|cs| cs.into_iter().collect()),
+        any::<String>(),
+    ]
+}
+
+fn json_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        nasty_string().prop_map(Value::from),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    json_leaf().prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((json_key(), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn json_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "profile",
+            "session",
+            "owner_pid",
+            "lease_ms",
+            "link_mode",
+            "protocol",
+            "verb",
+            "id",
+        ])
+        .prop_map(str::to_owned),
+        nasty_string(),
+    ]
+}
+
+fn profile_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        2 => Just(json!("work")),
+        2 => "[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,63}".prop_map(Value::from),
+        3 => nasty_string().prop_map(Value::from),
+        1 => json_leaf(),
+        1 => json_value(),
+    ]
+}
+
+fn session_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        2 => "s-[0-9a-f]{24}".prop_map(Value::from),
+        1 => "[A-Za-z0-9_-]{1,64}".prop_map(Value::from),
+        3 => nasty_string().prop_map(Value::from),
+        1 => json_leaf(),
+        1 => json_value(),
+    ]
+}
+
+fn number_value(max: u64) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!(0)),
+        Just(json!(-1)),
+        Just(json!(1.5)),
+        Just(json!(1.0)),
+        Just(json!(max + 1)),
+        Just(json!(u64::MAX)),
+        Just(json!(1e300)),
+        Just(json!("12")),
+        any::<i64>().prop_map(Value::from),
+        (1..=max).prop_map(Value::from),
+        json_leaf(),
+    ]
+}
+
+/// pids above the largest pid_max Linux allows (2^22): never a running process.
+fn owner_pid_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => ((1u64 << 22) + 1..=i32::MAX as u64).prop_map(Value::from),
+        2 => number_value(i32::MAX as u64).prop_filter("no live pid", |v| {
+            v.as_u64().is_none_or(|p| p > 1 << 22)
+        }),
+    ]
+}
+
+fn link_mode_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        prop::sample::select(vec!["auto", "real", "fake", "REAL", "", "symlink", "real "])
+            .prop_map(Value::from),
+        nasty_string().prop_map(Value::from),
+        json_leaf(),
+    ]
+}
+
+fn protocol_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => Just(json!(1)),
+        1 => Just(json!(1.0)),
+        1 => Just(json!(2)),
+        1 => Just(json!(0)),
+        1 => Just(json!(1.5)),
+        1 => Just(json!("1")),
+        1 => json_leaf(),
+    ]
+}
+
+/// A request object with any subset of the protocol's fields, each any value, plus junk keys.
+fn request_object() -> impl Strategy<Value = Map<String, Value>> {
+    (
+        prop::option::weighted(0.8, profile_value()),
+        prop::option::weighted(0.8, session_value()),
+        prop::option::weighted(0.3, owner_pid_value()),
+        prop::option::weighted(0.4, number_value(MAX_LEASE_MS)),
+        prop::option::weighted(0.4, link_mode_value()),
+        prop::option::weighted(0.3, protocol_value()),
+        prop::collection::vec((nasty_string(), json_leaf()), 0..3),
+    )
+        .prop_map(
+            |(profile, session, owner_pid, lease_ms, link_mode, protocol, junk)| {
+                let mut obj = Map::new();
+                for (k, v) in junk {
+                    obj.insert(k, v);
+                }
+                for (k, v) in [
+                    ("profile", profile),
+                    ("session", session),
+                    ("owner_pid", owner_pid),
+                    ("lease_ms", lease_ms),
+                    ("link_mode", link_mode),
+                    ("protocol", protocol),
+                ] {
+                    if let Some(v) = v {
+                        obj.insert(k.to_owned(), v);
+                    }
+                }
+                obj
+            },
+        )
+}
+
+/// A JSON document nested `depth` deep, placed at the top or inside a field.
+fn nested(depth: usize, object: bool, place: u8) -> Vec<u8> {
+    let (open, close) = if object { ("{\"a\":", "}") } else { ("[", "]") };
+    let inner = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+    match place {
+        0 => inner,
+        1 => format!("{{\"profile\":{inner}}}"),
+        2 => format!("{{\"session\":{inner},\"profile\":\"work\"}}"),
+        _ => format!("{{\"protocol\":1,\"x\":{inner}}}"),
+    }
+    .into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties.
+
+#[test]
+fn arbitrary_bytes_to_any_verb_get_one_invalid_request_line_and_change_nothing() {
+    let w = World::new("arbitrary bytes");
+    run_property(
+        "arbitrary bytes",
+        128,
+        (
+            verb(),
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..512),
+                // Bytes that look almost like a request.
+                (prop::collection::vec(any::<u8>(), 0..64), request_object()).prop_map(
+                    |(noise, obj)| {
+                        let mut b = serde_json::to_vec(&obj).unwrap();
+                        let at = noise.len() % (b.len() + 1);
+                        b.splice(at..at, noise);
+                        b
+                    }
+                ),
+            ]
+            .prop_filter("not a request object", |b| parse_object(b).is_none()),
+        ),
+        |(verb, bytes)| w.check(verb, &bytes),
+    );
+}
+
+#[test]
+fn arbitrary_json_values_get_the_documented_code_and_change_nothing() {
+    let w = World::new("arbitrary JSON values");
+    run_property(
+        "arbitrary JSON values",
+        128,
+        (verb(), json_value()),
+        |(verb, value)| w.check(verb, value.to_string().as_bytes()),
+    );
+}
+
+#[test]
+fn arbitrary_field_values_get_the_documented_code_and_change_nothing() {
+    let w = World::new("arbitrary field values");
+    run_property(
+        "arbitrary field values",
+        256,
+        (verb(), request_object()),
+        |(verb, obj)| w.check(verb, &serde_json::to_vec(&obj).unwrap()),
+    );
+}
+
+#[test]
+fn control_characters_unicode_and_invalid_utf8_in_fields_are_refused() {
+    let w = World::new("control characters, unicode, invalid UTF-8");
+    run_property(
+        "control characters, unicode, invalid UTF-8",
+        96,
+        (
+            verb(),
+            prop::sample::select(vec!["profile", "session", "link_mode", "verb"]),
+            nasty_string(),
+            // Raw bytes inside the quotes: invalid UTF-8, raw control characters.
+            prop::collection::vec(
+                any::<u8>().prop_filter("no quote", |b| *b != b'"' && *b != b'\\'),
+                1..40,
+            ),
+            any::<bool>(),
+        ),
+        |(verb, key, text, raw, escaped)| {
+            let bytes = if escaped {
+                // Valid JSON: the field carries the characters, escaped.
+                serde_json::to_vec(&json!({ key: text })).unwrap()
+            } else {
+                let mut b = format!("{{\"{key}\":\"").into_bytes();
+                b.extend(&raw);
+                b.extend(b"\"}");
+                b
+            };
+            w.check(verb, &bytes)
+        },
+    );
+}
+
+#[test]
+fn deeply_nested_requests_are_refused() {
+    let w = World::new("deep nesting");
+    run_property(
+        "deep nesting",
+        64,
+        (
+            verb(),
+            prop_oneof![1usize..200, 100usize..5000, Just(200_000usize)],
+            any::<bool>(),
+            0u8..4,
+        ),
+        |(verb, depth, object, place)| w.check(verb, &nested(depth, object, place)),
+    );
+}
+
+#[test]
+fn requests_over_one_mebibyte_are_refused_and_one_mebibyte_is_read() {
+    let w = World::new("huge inputs");
+    run_property(
+        "huge inputs",
+        12,
+        (
+            verb(),
+            MAX_REQUEST_BYTES + 1..MAX_REQUEST_BYTES + 400_000,
+            0u8..4,
+        ),
+        |(verb, size, kind)| {
+            let bytes = match kind {
+                0 => {
+                    // A well-formed request, padded.
+                    let head = format!(
+                        "{{\"profile\":\"work\",\"session\":\"{}\",\"pad\":\"",
+                        w.live
+                    );
+                    let mut b = head.into_bytes();
+                    b.resize(size - 2, b'x');
+                    b.extend(b"\"}");
+                    b
+                }
+                1 => vec![b' '; size],
+                2 => {
+                    let mut b = vec![b'['; size / 2];
+                    b.resize(size, b']');
+                    b
+                }
+                _ => (0..size).map(|i| (i * 7919 % 251) as u8).collect(),
+            };
+            assert!(bytes.len() > MAX_REQUEST_BYTES);
+            w.check(verb, &bytes)
+        },
+    );
+    // The boundary: exactly 1 MiB is read and decoded.
+    let head = "{\"session\":\"s-000000000000000000000000\",\"pad\":\"";
+    let mut exact = head.as_bytes().to_vec();
+    exact.resize(MAX_REQUEST_BYTES - 2, b'x');
+    exact.extend(b"\"}");
+    assert_eq!(exact.len(), MAX_REQUEST_BYTES);
+    w.check("tick", &exact).unwrap();
+    exact.insert(1, b' ');
+    w.check("tick", &exact).unwrap();
+}
+
+#[test]
+fn unknown_verbs_get_unknown_verb_whatever_the_input() {
+    let w = World::new("unknown verbs");
+    let commands = [
+        "acquire",
+        "tick",
+        "release",
+        "status",
+        "capabilities",
+        "serve",
+        "run",
+        "profile",
+        "gc",
+        "completions",
+        "help",
+    ];
+    run_property(
+        "unknown verbs",
+        64,
+        (
+            prop_oneof![
+                "[a-z][a-z_]{0,15}",
+                "[A-Z][a-zA-Z]{0,10}",
+                prop::collection::vec(any::<char>().prop_filter("no NUL", |c| *c != '\0'), 1..12)
+                    .prop_map(|cs| cs.into_iter().collect::<String>()),
+            ]
+            .prop_filter("not a command or an option", move |v| {
+                !commands.contains(&v.as_str()) && !v.starts_with('-')
+            }),
+            prop_oneof![
+                Just(b"{}".to_vec()),
+                request_object().prop_map(|o| serde_json::to_vec(&o).unwrap()),
+                prop::collection::vec(any::<u8>(), 0..64),
+            ],
+        ),
+        |(verb, bytes)| w.check(&verb, &bytes),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve.
+
+/// One line for serve: never a valid acquire (that would hold a session).
+fn serve_line() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        3 => (
+            prop_oneof![
+                prop::sample::select(VERBS.to_vec()).prop_map(Value::from),
+                Just(json!("launch")),
+                json_leaf(),
+            ],
+            prop::option::weighted(0.7, json_value()),
+            request_object(),
+        )
+            .prop_map(|(verb, id, mut obj)| {
+                obj.insert("verb".into(), verb);
+                if let Some(id) = id {
+                    obj.insert("id".into(), id);
+                }
+                serde_json::to_vec(&obj).unwrap()
+            }),
+        1 => json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+        1 => prop::collection::vec(any::<u8>(), 0..200),
+        1 => prop::collection::vec(
+            prop::sample::select(vec![b' ', b'\t', b'\r', 0x0b, 0x0c]),
+            0..4
+        ),
+    ]
+    .prop_map(|mut l| {
+        l.retain(|b| *b != b'\n');
+        l
+    })
+    .prop_filter("a valid acquire would hold a session", |l| {
+        !is_ok_acquire(l)
+    })
+}
+
+/// What serve must answer to `line`: nothing for a blank line, else (id, expectation).
+fn serve_expect(w: &World, line: &[u8]) -> Option<(Value, Expect)> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let Some(obj) = parse_object(line) else {
+        return Some((Value::Null, Expect::Code("invalid_request")));
+    };
+    let id = obj.get("id").cloned().unwrap_or(Value::Null);
+    let expect = match obj.get("verb") {
+        Some(Value::String(v)) if VERBS.contains(&v.as_str()) => w.expect_object(v, &obj),
+        Some(Value::String(_)) => Expect::Code("unknown_verb"),
+        _ => Expect::Code("invalid_request"),
+    };
+    Some((id, expect))
+}
+
+#[test]
+fn serve_answers_every_line_of_an_arbitrary_stream_once_and_exits_0_at_eof() {
+    let w = World::new("serve streams");
+    let responses = AtomicU64::new(0);
+    run_property(
+        "serve streams",
+        48,
+        prop::collection::vec(serve_line(), 1..12),
+        |lines| {
+            let before = w.f.snapshot();
+            let mut child = Reaped(
+                w.bin
+                    .command(&["serve"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+            let mut stdin = child.0.stdin.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let stdout = child.0.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).split(b'\n') {
+                    let Ok(line) = line else { return };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+            let next = || -> Value {
+                let line = rx
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("serve answers within 30 s");
+                scan("serve stdout", &line);
+                let v: Value = serde_json::from_slice(&line).unwrap_or_else(|e| {
+                    panic!(
+                        "serve wrote a line that is not JSON ({e}): {}",
+                        String::from_utf8_lossy(&line)
+                    )
+                });
+                assert_eq!(v["protocol"], json!(1), "{v}");
+                assert!(
+                    v.get("event").is_none(),
+                    "no session is held, so no event: {v}"
+                );
+                v
+            };
+            for (k, line) in lines.iter().enumerate() {
+                stdin.write_all(line).unwrap();
+                stdin.write_all(b"\n").unwrap();
+                let probe = json!({"probe": k});
+                stdin
+                    .write_all(format!("{}\n", json!({"verb": "status", "id": probe})).as_bytes())
+                    .unwrap();
+                stdin.flush().unwrap();
+                if let Some((id, expect)) = serve_expect(&w, line) {
+                    let r = next();
+                    responses.fetch_add(1, Ordering::Relaxed);
+                    let what = format!(
+                        "line {k}: {}\nresponse: {r}",
+                        clip(&String::from_utf8_lossy(line))
+                    );
+                    prop_assert_eq!(&r["id"], &id, "{}", what);
+                    match expect {
+                        Expect::Ok => prop_assert_eq!(&r["ok"], &json!(true), "{}", what),
+                        Expect::Code(code) => {
+                            prop_assert_eq!(&r["ok"], &json!(false), "{}", what);
+                            prop_assert_eq!(&r["error"]["code"], &json!(code), "{}", what);
+                            prop_assert_eq!(&r["error"]["retryable"], &json!(false), "{}", what);
+                        }
+                    }
+                }
+                let r = next();
+                responses.fetch_add(1, Ordering::Relaxed);
+                prop_assert_eq!(
+                    &r["id"],
+                    &probe,
+                    "serve still serves after line {}: {}",
+                    k,
+                    r
+                );
+                prop_assert_eq!(&r["ok"], &json!(true));
+            }
+            drop(stdin);
+            let status = child.0.wait().unwrap();
+            let (rest, err) = drain(&mut child.0);
+            scan("serve stderr", &err);
+            prop_assert!(rest.is_empty());
+            prop_assert!(
+                rx.recv_timeout(Duration::from_secs(5)).is_err(),
+                "a line too many"
+            );
+            prop_assert_eq!(status.code(), Some(0), "serve exits 0 at EOF");
+            prop_assert!(before == w.f.snapshot(), "serve changed files");
+            Ok(())
+        },
+    );
+    eprintln!(
+        "bad_input/serve streams: {} responses read",
+        responses.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn serve_answers_a_line_over_one_mebibyte_once_and_keeps_serving() {
+    let w = World::new("serve huge lines");
+    let mut child = w
+        .bin
+        .command(&["serve"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut huge = vec![b'x'; MAX_REQUEST_BYTES + 4096];
+        huge.push(b'\n');
+        stdin.write_all(&huge).unwrap();
+        let mut big_json = b"{\"verb\":\"status\",\"id\":1,\"pad\":\"".to_vec();
+        big_json.resize(MAX_REQUEST_BYTES * 2, b'y');
+        big_json.extend(b"\"}\n");
+        stdin.write_all(&big_json).unwrap();
+        stdin
+            .write_all(b"{\"verb\":\"status\",\"id\":\"after\"}\n")
+            .unwrap();
+    });
+    writer.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    scan("serve stdout", &out.stdout);
+    scan("serve stderr", &out.stderr);
+    let lines: Vec<Value> = out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for l in &lines[..2] {
+        assert_eq!(l["id"], Value::Null, "{l}");
+        assert_eq!(l["error"]["code"], json!("invalid_request"), "{l}");
+    }
+    assert_eq!(lines[2]["id"], json!("after"));
+    assert_eq!(lines[2]["ok"], json!(true));
+    assert_eq!(out.status.code(), Some(0));
+    eprintln!("bad_input/serve: a 1 MiB + 4 KiB line and a 2 MiB line each answered once");
+}
+
+#[test]
+fn serve_reads_a_request_line_of_exactly_one_mebibyte_as_one_shot_does() {
+    // PROTOCOL.md: one-shot refuses requests larger than 1 MiB, serve a line longer than 1 MiB.
+    // A line of exactly 1 MiB (its newline aside) is therefore a request like any other.
+    let w = World::new("serve 1 MiB line");
+    let head = b"{\"verb\":\"status\",\"id\":\"exact\",\"pad\":\"";
+    let mut line = head.to_vec();
+    line.resize(MAX_REQUEST_BYTES - 2, b'x');
+    line.extend(b"\"}");
+    assert_eq!(line.len(), MAX_REQUEST_BYTES);
+    let one_shot = w.bin.raw("status", &line);
+    one_shot.ok();
+    line.push(b'\n');
+    let mut child = w
+        .bin
+        .command(&["serve"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&line).unwrap());
+    writer.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    scan("serve stdout", &out.stdout);
+    scan("serve stderr", &out.stderr);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!(
+        "bad_input/serve: a request line of exactly 1 MiB answered {}",
+        clip(&v.to_string())
+    );
+    assert!(
+        v["id"] == json!("exact") && v["ok"] == json!(true),
+        "one-shot reads a request of exactly 1 MiB, serve refuses the same request as a line: {v}"
+    );
+}

@@ -1,0 +1,463 @@
+//! Helpers of this suite beside the shared harness: a runner of the real binary that scans every
+//! output, a seeded RNG, generated credentials, Claude Code-style writes and tree checks.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::support::{Fixture, all_fixture_tokens};
+
+/// Every code the program can answer with (`ErrorCode::ALL` of src/error.rs, DESIGN.md's list
+/// plus the profile and store codes).
+pub const ERROR_CODES: &[&str] = &[
+    "invalid_request",
+    "unknown_verb",
+    "unsupported_protocol",
+    "invalid_profile_name",
+    "profile_not_found",
+    "profile_exists",
+    "profile_busy",
+    "invalid_credentials",
+    "claude_home_missing",
+    "session_not_found",
+    "link_mode_conflict",
+    "lock_timeout",
+    "unsafe_store",
+    "io",
+];
+
+pub fn bin_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_clauth-helper"))
+}
+
+fn tokens() -> &'static [String] {
+    static TOKENS: OnceLock<Vec<String>> = OnceLock::new();
+    TOKENS.get_or_init(all_fixture_tokens)
+}
+
+/// Fails when `bytes` hold any fixture token, anything with the token prefix `sk-ant-` (every
+/// generated token has it too), or a panic message.
+pub fn scan(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    assert!(
+        !text.contains("sk-ant-"),
+        "{what} holds a token:\n{}",
+        clip(&text)
+    );
+    for token in tokens() {
+        assert!(
+            !text.contains(token.as_str()),
+            "{what} holds a fixture token"
+        );
+    }
+    assert!(
+        !text.contains("panicked"),
+        "{what} reports a panic:\n{}",
+        clip(&text)
+    );
+}
+
+pub fn clip(text: &str) -> String {
+    if text.len() <= 600 {
+        text.to_owned()
+    } else {
+        let mut end = 600;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}... ({} bytes)", &text[..end], text.len())
+    }
+}
+
+/// A response of a one-shot call.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub verb: String,
+    pub request: String,
+    pub json: Value,
+    pub stdout: String,
+    pub stderr: String,
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+}
+
+impl Reply {
+    pub fn describe(&self) -> String {
+        format!(
+            "verb: {}\nrequest: {}\nexit: {:?}\nstdout: {}\nstderr: {}",
+            self.verb,
+            clip(&self.request),
+            self.code,
+            clip(&self.stdout),
+            clip(&self.stderr)
+        )
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.json["ok"] == json!(true)
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        self.json["error"]["code"].as_str()
+    }
+
+    /// Asserts success (ok:true and exit 0) and returns the body.
+    pub fn ok(&self) -> &Value {
+        assert!(
+            self.is_ok() && self.code == Some(0),
+            "expected ok\n{}",
+            self.describe()
+        );
+        &self.json
+    }
+
+    /// Asserts a well-formed failure: ok:false, a known code, a message, `retryable` a
+    /// boolean, a non-zero exit.
+    pub fn assert_failure_shape(&self) {
+        assert_eq!(self.json["ok"], json!(false), "{}", self.describe());
+        let code = self.error_code().unwrap_or("");
+        assert!(
+            ERROR_CODES.contains(&code),
+            "unknown code {code:?}\n{}",
+            self.describe()
+        );
+        assert!(
+            self.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.describe()
+        );
+        assert_eq!(
+            self.json["error"]["retryable"],
+            json!(code == "lock_timeout"),
+            "{}",
+            self.describe()
+        );
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
+            "errors exit non-zero\n{}",
+            self.describe()
+        );
+    }
+
+    /// Asserts failure with `code`.
+    pub fn err(&self, code: &str) -> &Value {
+        self.assert_failure_shape();
+        assert_eq!(self.error_code(), Some(code), "{}", self.describe());
+        &self.json
+    }
+}
+
+/// Decodes the one JSON line a one-shot call must print, after scanning both outputs.
+pub fn decode_reply(
+    verb: &str,
+    request: &[u8],
+    stdout: &[u8],
+    stderr: &[u8],
+    code: Option<i32>,
+) -> Reply {
+    scan(&format!("stdout of {verb}"), stdout);
+    scan(&format!("stderr of {verb}"), stderr);
+    let stdout = String::from_utf8_lossy(stdout).into_owned();
+    let stderr = String::from_utf8_lossy(stderr).into_owned();
+    let request = String::from_utf8_lossy(request).into_owned();
+    assert!(
+        stdout.ends_with('\n') && stdout.matches('\n').count() == 1,
+        "exactly one line on stdout\nverb: {verb}\nrequest: {}\nexit: {code:?}\nstdout: {}\nstderr: {}",
+        clip(&request),
+        clip(&stdout),
+        clip(&stderr)
+    );
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e})\nverb: {verb}\nrequest: {}\nstdout: {}",
+            clip(&request),
+            clip(&stdout)
+        )
+    });
+    assert!(json.is_object(), "stdout is one JSON object: {stdout}");
+    assert_eq!(json["protocol"], json!(1), "{stdout}");
+    assert!(json["ok"].is_boolean(), "{stdout}");
+    assert_eq!(
+        json["ok"] == json!(true),
+        code == Some(0),
+        "exit 0 exactly when ok\nverb: {verb}\nexit: {code:?}\nstdout: {stdout}"
+    );
+    Reply {
+        verb: verb.to_owned(),
+        request,
+        json,
+        stdout,
+        stderr,
+        code,
+    }
+}
+
+/// The real binary with a clean environment pointing at one home and one store.
+#[derive(Debug, Clone)]
+pub struct Bin {
+    pub home: PathBuf,
+    pub store: PathBuf,
+    pub env: Vec<(String, String)>,
+    /// Run through `sh -c 'umask 000; exec ...'`.
+    pub permissive_umask: bool,
+}
+
+impl Bin {
+    pub fn of(f: &Fixture) -> Bin {
+        Bin {
+            home: f.home(),
+            store: f.store(),
+            env: Vec::new(),
+            permissive_umask: false,
+        }
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Bin {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn with_permissive_umask(mut self) -> Bin {
+        self.permissive_umask = true;
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = if self.permissive_umask {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("umask 000; exec \"$0\" \"$@\"")
+                .arg(bin_path())
+                .args(args);
+            c
+        } else {
+            let mut c = Command::new(bin_path());
+            c.args(args);
+            c
+        };
+        cmd.env_clear()
+            .env("HOME", &self.home)
+            .env("CLAUTH_HOME", &self.store)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts `args` with `stdin` written (by a thread, so a large input cannot block) and
+    /// closed.
+    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> Child {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn clauth-helper");
+        let mut input = child.stdin.take().unwrap();
+        if stdin.len() <= 16 * 1024 {
+            // Fits in the pipe: no thread needed. A helper that exits early makes this fail.
+            let _ = input.write_all(stdin);
+        } else {
+            let bytes = stdin.to_vec();
+            std::thread::spawn(move || {
+                let _ = input.write_all(&bytes);
+            });
+        }
+        child
+    }
+
+    /// Runs `args` to completion; returns (stdout, stderr, exit code), both outputs scanned.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, Option<i32>) {
+        let child = self.spawn(args, stdin);
+        let out = child.wait_with_output().unwrap();
+        let what = args.join(" ");
+        scan(&format!("stdout of {what}"), &out.stdout);
+        scan(&format!("stderr of {what}"), &out.stderr);
+        (out.stdout, out.stderr, out.status.code())
+    }
+
+    /// One protocol call: `verb` with raw `body`.
+    pub fn raw(&self, verb: &str, body: &[u8]) -> Reply {
+        let child = self.spawn(&[verb], body);
+        let out = child.wait_with_output().unwrap();
+        decode_reply(verb, body, &out.stdout, &out.stderr, out.status.code())
+    }
+
+    pub fn call(&self, verb: &str, body: &Value) -> Reply {
+        self.raw(verb, body.to_string().as_bytes())
+    }
+
+    /// A call retried while it answers `lock_timeout`; returns the reply and the retries.
+    pub fn call_retrying(&self, verb: &str, body: &Value) -> (Reply, u64) {
+        let mut retries = 0;
+        loop {
+            let reply = self.call(verb, body);
+            if reply.error_code() == Some("lock_timeout") {
+                assert_eq!(reply.json["error"]["retryable"], json!(true));
+                retries += 1;
+                continue;
+            }
+            return (reply, retries);
+        }
+    }
+}
+
+/// A tiny deterministic RNG (xorshift64*), so every run of a seeded test does the same thing.
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// The suite's seed: `CLAUTH_RELIABILITY_SEED` when set, else a fixed one.
+pub fn seed() -> u64 {
+    std::env::var("CLAUTH_RELIABILITY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x00C1_A075)
+}
+
+/// Credentials shaped like fixtures/credentials/work.json with unique fake tokens.
+pub fn refreshed_credentials(tag: &str, n: u64, expires_at: i64) -> Vec<u8> {
+    format!(
+        r#"{{
+  "claudeAiOauth": {{
+    "accessToken": "sk-ant-oat01-STRESS-{tag}-{n}-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    "refreshToken": "sk-ant-ort01-STRESS-{tag}-{n}-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    "expiresAt": {expires_at},
+    "scopes": ["user:inference", "user:profile", "user:sessions:claude_code"],
+    "subscriptionType": "team",
+    "rateLimitTier": "default_claude_max_20x"
+  }},
+  "mcpOAuth": {{}}
+}}
+"#
+    )
+    .into_bytes()
+}
+
+/// `claudeAiOauth.expiresAt` of a credentials document, when it parses.
+pub fn expires_at(bytes: &[u8]) -> Option<i64> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    v["claudeAiOauth"]["expiresAt"].as_i64()
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `path` the way Claude Code does: a private temp file renamed over the path.
+/// The temp file goes in `tmp_dir` (the same file system); a name unique across threads.
+pub fn write_by_rename_in(tmp_dir: &Path, path: &Path, bytes: &[u8]) {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let tmp = tmp_dir.join(format!(
+        "{name}.tmp.{}.{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", tmp.display()));
+    file.write_all(bytes).unwrap();
+    drop(file);
+    fs::rename(&tmp, path).unwrap_or_else(|e| panic!("cannot rename over {}: {e}", path.display()));
+}
+
+/// Every path under `root` (not following symlinks), sorted.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    walk_into(root, &mut out);
+    out.sort();
+    out
+}
+
+fn walk_into(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        out.push(p.clone());
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            walk_into(&p, out);
+        }
+    }
+}
+
+/// Paths under `root` whose name starts with the helper's temp prefix.
+pub fn temp_files(root: &Path) -> Vec<PathBuf> {
+    walk(root)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".clauth-tmp-"))
+        })
+        .collect()
+}
+
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+pub fn mode_bits(meta: &fs::Metadata) -> u32 {
+    meta.permissions().mode() & 0o7777
+}
+
+/// A child that is killed and reaped when dropped, whatever path the test takes.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads all of a child's outputs after it ended (killed or not).
+pub fn drain(child: &mut Child) -> (Vec<u8>, Vec<u8>) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_end(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_end(&mut err);
+    }
+    (out, err)
+}

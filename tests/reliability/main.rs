@@ -1,0 +1,16 @@
+//! Reliability and security suite: load, crashes, bad input and the store's protections, all
+//! through the real binary. See RELIABILITY.md for what each test ran and what held.
+//!
+//! `cargo test --test reliability -- --nocapture` prints the counts of every test.
+
+#[path = "../it/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+mod common;
+
+mod bad_input;
+mod crash;
+mod load;
+mod races;
+mod security;

@@ -1,0 +1,122 @@
+//! Focused races between a tick and Claude Code writing its credentials, one session each, so a
+//! lost refresh points at one code path.
+
+use std::fs;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::both_modes;
+use crate::common::*;
+use crate::support::*;
+
+const BASE_EXPIRY: i64 = 1_950_000_000_000;
+
+both_modes!(
+    a_refresh_renamed_in_while_a_tick_runs_is_saved_by_the_next_tick,
+    |mode: &str| {
+        // Each round renames refresh A into the runtime and starts a tick, which finds A and
+        // saves it; 0-6 ms later, while that tick may be reading, saving or relinking, refresh B
+        // is renamed in. After the tick and one more, B must be the profile's credentials.
+        const ROUNDS: u64 = 100;
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let bin = Bin::of(&f);
+        let a = bin.call("acquire", &json!({"profile": "work", "link_mode": mode}));
+        let session = a.ok()["session"].clone();
+        let runtime_dir = f.store().join("runtimes/work");
+        let creds = f.runtime("work").join(".credentials.json");
+        let tick = json!({"session": session}).to_string();
+        let mut rng = XorShift::new(seed() ^ if mode == "real" { 1 } else { 2 });
+        let mut lost = Vec::new();
+        for round in 0..ROUNDS {
+            let n = 2 * round;
+            let first = refreshed_credentials("race", n, BASE_EXPIRY + n as i64 * 1000);
+            write_by_rename_in(&runtime_dir, &creds, &first);
+            let expiry = BASE_EXPIRY + (n + 1) as i64 * 1000;
+            let bytes = refreshed_credentials("race", n + 1, expiry);
+            let child = bin.spawn(&["tick"], tick.as_bytes());
+            thread::sleep(Duration::from_micros(rng.below(6000)));
+            write_by_rename_in(&runtime_dir, &creds, &bytes);
+            let out = child.wait_with_output().unwrap();
+            decode_reply(
+                "tick",
+                tick.as_bytes(),
+                &out.stdout,
+                &out.stderr,
+                out.status.code(),
+            )
+            .ok();
+            bin.call("tick", &json!({"session": session})).ok();
+            let canonical = fs::read(f.canonical("work")).unwrap();
+            if canonical != bytes {
+                lost.push((round, expiry, expires_at(&canonical)));
+            }
+        }
+        bin.call("release", &json!({"session": session})).ok();
+        eprintln!(
+            "races/{mode}: {ROUNDS} rounds of a refresh renamed in during a tick that saves the \
+             previous one: {} refreshes lost",
+            lost.len()
+        );
+        assert!(
+            lost.is_empty(),
+            "{mode}: {} of {ROUNDS} refreshes renamed into the runtime while a tick ran were lost \
+             even after one more tick; the first (round, expiresAt written, canonical expiresAt \
+             after): {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
+);
+
+both_modes!(
+    a_tick_between_claude_codes_temp_write_and_its_rename_loses_nothing,
+    |mode: &str| {
+        // Claude Code writes a temp sibling of .credentials.json, then renames it over the path.
+        // A tick may run between the two steps.
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let bin = Bin::of(&f);
+        let a = bin.call("acquire", &json!({"profile": "work", "link_mode": mode}));
+        let session = a.ok()["session"].clone();
+        let cfg = f.runtime("work");
+        let tmp = cfg.join(".credentials.json.tmp.4242.1700000000000");
+        let refreshed = fixture_credentials("work-refreshed");
+        fs::write(&tmp, &refreshed).unwrap();
+        let first = bin.call("tick", &json!({"session": session}));
+        first.ok();
+        fs::rename(&tmp, cfg.join(".credentials.json")).unwrap();
+        let second = bin.call("tick", &json!({"session": session}));
+        second.ok();
+        let released = bin.call("release", &json!({"session": session}));
+        released.ok();
+        eprintln!(
+            "races/{mode}: tick between temp write and rename answered adopted={} linked={} \
+             copied_to_home={}; the next tick credentials_saved={}",
+            first.json["adopted"],
+            second.json["linked"],
+            first.json["copied_to_home"],
+            second.json["credentials_saved"]
+        );
+        let canonical = fs::read(f.canonical("work")).unwrap();
+        assert!(
+            canonical == refreshed,
+            "{mode}: the refresh Claude Code renamed into place was not saved to the profile \
+             (canonical expiresAt {:?}; first tick: {}; second tick: {})",
+            expires_at(&canonical),
+            first.stdout,
+            second.stdout
+        );
+        // No copy of the session's tokens is left in the claude home.
+        let stray: Vec<String> = names_in(&f.claude())
+            .into_iter()
+            .filter(|n| n.contains(".credentials.json."))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "{mode}: the claude home kept the session's temp credentials file: {stray:?}"
+        );
+    }
+);
