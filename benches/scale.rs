@@ -269,8 +269,16 @@ fn bench_size(root: &Path, files: usize, runs: usize, rows: &mut Vec<Row>) {
             b"",
         );
         let acquire_body = format!("{{\"profile\":\"bench\",\"link_mode\":\"{mode}\"}}");
-        let (mut acq, mut rel) = (Vec::new(), Vec::new());
+        let (mut acq, mut rel, mut cp) = (Vec::new(), Vec::new(), Vec::new());
+        let copy_to = root.join("cp-target");
         for _ in 0..runs {
+            // `cp -a` of the same tree, interleaved with the acquires so that both meet the
+            // same state of the file system (each follows the removal of a copy of the tree).
+            if mode == "fake" {
+                let _ = fs::remove_dir_all(&copy_to);
+                cp.push(measure(Command::new("cp").arg("-a").arg(&claude).arg(&copy_to), b"").0);
+                let _ = fs::remove_dir_all(&copy_to);
+            }
             let (s, v) = w.call("acquire", &acquire_body);
             acq.push(s);
             let (s, _) = w.call("release", &format!("{{\"session\":{}}}", v["session"]));
@@ -357,14 +365,6 @@ fn bench_size(root: &Path, files: usize, runs: usize, rows: &mut Vec<Row>) {
                 "fake: naive mirror / idle tick".into(),
                 format!("{:.1}×", naive.wall.as_secs_f64() / idle.wall.as_secs_f64()),
             );
-            let copy_to = root.join("cp-target");
-            let cp: Vec<Sample> = (0..runs)
-                .map(|_| {
-                    let _ = fs::remove_dir_all(&copy_to);
-                    measure(Command::new("cp").arg("-a").arg(&claude).arg(&copy_to), b"").0
-                })
-                .collect();
-            let _ = fs::remove_dir_all(&copy_to);
             let cp = stat(&cp);
             push(
                 "fake: `cp -a` of the claude home".into(),

@@ -18,40 +18,23 @@ pub fn to_coded(err: &anyhow::Error) -> CodedError {
     }
 }
 
-/// Runs one decoded request. `held_session` is set by `serve` for acquires it will hold.
+/// Runs one decoded request.
 pub fn dispatch(
     layout: Result<&Layout, &CodedError>,
     request: Request,
-    held_session: Option<String>,
 ) -> Result<Value, CodedError> {
     if let Request::Capabilities = request {
         // Needs no store: a client may ask before anything is set up.
         return serde_json::to_value(protocol::capabilities()).map_err(|e| to_coded(&e.into()));
     }
     let layout = layout.map_err(Clone::clone)?;
-    run_request(layout, request, held_session).map_err(|e| to_coded(&e))
+    run_request(layout, request).map_err(|e| to_coded(&e))
 }
 
-fn run_request(
-    layout: &Layout,
-    request: Request,
-    held_session: Option<String>,
-) -> anyhow::Result<Value> {
+fn run_request(layout: &Layout, request: Request) -> anyhow::Result<Value> {
     Ok(match request {
-        Request::Acquire(protocol::AcquireRequest {
-            profile,
-            owner_pid,
-            lease_ms,
-            link_mode,
-        }) => {
-            let opts = AcquireOptions {
-                profile,
-                owner_pid,
-                lease_ms,
-                link_mode: link_mode.map(LinkModeRequest::from),
-                held_session,
-            };
-            serde_json::to_value(runtime::acquire(layout, &opts)?)?
+        Request::Acquire(req) => {
+            serde_json::to_value(runtime::acquire(layout, &acquire_options(req))?)?
         }
         Request::Tick(r) => serde_json::to_value(runtime::tick(layout, &r.session)?)?,
         Request::Release(r) => serde_json::to_value(runtime::release(layout, &r.session)?)?,
@@ -62,6 +45,23 @@ fn run_request(
     })
 }
 
+/// An acquire request in the runtime's terms.
+pub fn acquire_options(req: protocol::AcquireRequest) -> AcquireOptions {
+    let protocol::AcquireRequest {
+        profile,
+        owner_pid,
+        lease_ms,
+        link_mode,
+    } = req;
+    AcquireOptions {
+        profile,
+        owner_pid,
+        lease_ms,
+        link_mode: link_mode.map(LinkModeRequest::from),
+        held_session: None,
+    }
+}
+
 /// Answers one request of `verb` read from `bytes`; the response is a full envelope.
 pub fn answer(layout: Result<&Layout, &CodedError>, verb: &str, bytes: &[u8]) -> Value {
     let result = (|| -> Result<Value, CodedError> {
@@ -69,7 +69,7 @@ pub fn answer(layout: Result<&Layout, &CodedError>, verb: &str, bytes: &[u8]) ->
         let verb = Verb::parse(verb).ok_or_else(|| unknown_verb(verb))?;
         let obj = protocol::parse_object(bytes)?;
         let request = protocol::decode(verb, &obj)?;
-        dispatch(layout, request, None)
+        dispatch(layout, request)
     })();
     match result {
         Ok(body) => protocol::success(None, &body),

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::error::{CodedError, ErrorCode};
-use crate::helper::{dispatch, to_coded, unknown_verb};
+use crate::helper::{acquire_options, dispatch, to_coded, unknown_verb};
 use crate::hold::{self, Held};
 use crate::layout::Layout;
 use crate::platform::Signals;
 use crate::protocol::envelope::EventBody;
 use crate::protocol::{self, Request, Verb};
-use crate::runtime::{self, AcquireOptions, LinkModeRequest};
+use crate::runtime;
 
 /// How often held sessions are ticked.
 pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
@@ -131,19 +131,8 @@ impl<W: Write> Server<'_, W> {
         };
         let request = protocol::decode(verb, obj)?;
         match request {
-            Request::Acquire(protocol::AcquireRequest {
-                profile,
-                owner_pid,
-                lease_ms,
-                link_mode,
-            }) => {
-                let opts = AcquireOptions {
-                    profile,
-                    owner_pid,
-                    lease_ms,
-                    link_mode: link_mode.map(LinkModeRequest::from),
-                    held_session: None,
-                };
+            Request::Acquire(req) => {
+                let opts = acquire_options(req);
                 let layout = self.layout.map_err(Clone::clone)?;
                 let held = hold::acquire(layout, &opts).map_err(|e| to_coded(&e))?;
                 let body = serde_json::to_value(&held.acquired).map_err(|e| to_coded(&e.into()))?;
@@ -152,11 +141,11 @@ impl<W: Write> Server<'_, W> {
             }
             Request::Release(r) => {
                 let session = r.session.clone();
-                let body = dispatch(self.layout, Request::Release(r), None)?;
+                let body = dispatch(self.layout, Request::Release(r))?;
                 self.held.remove(&session);
                 Ok(body)
             }
-            other => dispatch(self.layout, other, None),
+            other => dispatch(self.layout, other),
         }
     }
 

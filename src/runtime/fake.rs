@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -36,77 +36,150 @@ enum Synced {
 }
 
 /// The record of the last synced state, keyed by relative path with `/` separators.
+///
+/// On disk it is a full file plus a journal of the rows changed since (`<file>.log`), so that a
+/// tick that changed k files writes k rows, not the whole tree; the journal is folded into the
+/// full file once it grows past a fraction of it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Manifest {
     // Boxed strings: the manifest is the largest thing a pass holds, one row per file.
     rows: BTreeMap<Box<str>, Synced>,
-    /// Set by every change to `rows`, so the caller saves only a manifest that changed.
-    pub dirty: bool,
+    /// Rows changed since the last save (`None`: removed), in order.
+    changed: Vec<(Box<str>, Option<Synced>)>,
+    /// Rows in the journal on disk.
+    journaled: usize,
+}
+
+/// The journal beside a manifest file.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".log");
+    PathBuf::from(name)
+}
+
+fn read_rows(path: &Path, mut each: impl FnMut(&str)) -> Result<bool> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader
+            .read_line(&mut line)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            == 0
+        {
+            return Ok(true);
+        }
+        each(line.trim_end_matches('\n'));
+    }
+}
+
+fn write_row(out: &mut dyn Write, rel: &str, row: Option<Synced>) -> std::io::Result<()> {
+    match row {
+        None => writeln!(out, "x\t{}", escape(rel)),
+        Some(Synced::Dir) => writeln!(out, "d\t{}", escape(rel)),
+        Some(Synced::File {
+            home: h,
+            runtime: r,
+        }) => writeln!(
+            out,
+            "f\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            h.size,
+            h.mtime_ns,
+            h.ino,
+            r.size,
+            r.mtime_ns,
+            r.ino,
+            escape(rel)
+        ),
+    }
 }
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
-        let file = match fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
         let mut rows = BTreeMap::new();
-        let mut reader = BufReader::with_capacity(1 << 16, file);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader
-                .read_line(&mut line)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                == 0
-            {
-                break;
-            }
-            // A damaged row is dropped: the path then counts as never synced, which copies
-            // nothing over anything without comparing contents first.
-            if let Some((rel, row)) = parse_row(line.trim_end_matches('\n')) {
+        // A damaged row is dropped: the path then counts as never synced, which copies nothing
+        // over anything without comparing contents first.
+        read_rows(path, |line| {
+            if let Some((rel, Some(row))) = parse_row(line) {
                 rows.insert(rel.into_boxed_str(), row);
             }
-        }
-        Ok(Manifest { rows, dirty: false })
-    }
-
-    /// Writes the manifest atomically, streaming rows rather than building the file in memory.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        fsx::atomic_write_with(path, fsx::PRIVATE_FILE, |out| {
-            for (rel, row) in &self.rows {
-                match row {
-                    Synced::Dir => writeln!(out, "d\t{}", escape(rel))?,
-                    Synced::File {
-                        home: h,
-                        runtime: r,
-                    } => writeln!(
-                        out,
-                        "f\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                        h.size,
-                        h.mtime_ns,
-                        h.ino,
-                        r.size,
-                        r.mtime_ns,
-                        r.ino,
-                        escape(rel)
-                    )?,
+        })?;
+        let mut journaled = 0;
+        read_rows(&journal_path(path), |line| {
+            journaled += 1;
+            match parse_row(line) {
+                Some((rel, Some(row))) => {
+                    rows.insert(rel.into_boxed_str(), row);
                 }
+                Some((rel, None)) => {
+                    rows.remove(rel.as_str());
+                }
+                None => {}
             }
-            Ok(())
+        })?;
+        Ok(Manifest {
+            rows,
+            changed: Vec::new(),
+            journaled,
         })
     }
 
+    /// Whether rows changed since the last save.
+    pub fn is_dirty(&self) -> bool {
+        !self.changed.is_empty()
+    }
+
+    /// Saves the changes: appended to the journal while it stays small, otherwise the whole
+    /// manifest written atomically (streamed, not built in memory) and the journal removed.
+    pub fn save(&mut self, path: &Path) -> Result<()> {
+        let journal = journal_path(path);
+        let appended = self.journaled + self.changed.len();
+        if path.exists() && appended * 4 <= self.rows.len().max(64) {
+            let mut out = fs::OpenOptions::new();
+            out.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut out, fsx::PRIVATE_FILE);
+            let file = out
+                .open(&journal)
+                .with_context(|| format!("cannot open {}", journal.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            for (rel, row) in &self.changed {
+                write_row(&mut out, rel, *row)
+                    .with_context(|| format!("cannot write {}", journal.display()))?;
+            }
+            out.flush()
+                .with_context(|| format!("cannot write {}", journal.display()))?;
+            self.journaled = appended;
+        } else {
+            fsx::atomic_write_with(path, fsx::PRIVATE_FILE, |out| {
+                for (rel, row) in &self.rows {
+                    write_row(out, rel, Some(*row))?;
+                }
+                Ok(())
+            })?;
+            fsx::remove_entry(&journal)?;
+            self.journaled = 0;
+        }
+        self.changed.clear();
+        Ok(())
+    }
+
     fn set(&mut self, rel: String, row: Synced) {
-        if self.rows.insert(rel.into_boxed_str(), row) != Some(row) {
-            self.dirty = true;
+        let rel = rel.into_boxed_str();
+        if self.rows.get(&rel) != Some(&row) {
+            self.changed.push((rel.clone(), Some(row)));
+            self.rows.insert(rel, row);
         }
     }
 
     fn unset(&mut self, rel: &str) {
         if self.rows.remove(rel).is_some() {
-            self.dirty = true;
+            self.changed.push((rel.into(), None));
         }
     }
 
@@ -180,10 +253,11 @@ fn unescape(s: &str) -> String {
     out
 }
 
-fn parse_row(line: &str) -> Option<(String, Synced)> {
+fn parse_row(line: &str) -> Option<(String, Option<Synced>)> {
     let mut f = line.split('\t');
     match f.next()? {
-        "d" => Some((unescape(f.next()?), Synced::Dir)),
+        "d" => Some((unescape(f.next()?), Some(Synced::Dir))),
+        "x" => Some((unescape(f.next()?), None)),
         "f" => {
             let mut n = || f.next()?.parse::<i64>().ok();
             let home = Stamp {
@@ -196,7 +270,7 @@ fn parse_row(line: &str) -> Option<(String, Synced)> {
                 mtime_ns: n()?,
                 ino: n()? as u64,
             };
-            Some((unescape(f.next()?), Synced::File { home, runtime }))
+            Some((unescape(f.next()?), Some(Synced::File { home, runtime })))
         }
         _ => None,
     }
@@ -694,6 +768,46 @@ mod tests {
         m.save(&path).unwrap();
         let loaded = Manifest::load(&path).unwrap();
         assert_eq!(loaded.rows, m.rows);
+    }
+
+    #[test]
+    fn small_changes_go_to_the_journal_and_large_ones_compact_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.tsv");
+        let mut m = Manifest::default();
+        for i in 0..400 {
+            m.set(format!("todos/t{i}"), Synced::Dir);
+        }
+        m.save(&path).unwrap();
+        assert!(
+            !journal_path(&path).exists(),
+            "the first save writes the whole file"
+        );
+        let full = fs::read(&path).unwrap();
+        m.set("todos/new".into(), Synced::Dir);
+        m.unset("todos/t7");
+        m.save(&path).unwrap();
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            full,
+            "a small change leaves the full file alone"
+        );
+        assert_eq!(
+            fs::read_to_string(journal_path(&path))
+                .unwrap()
+                .lines()
+                .count(),
+            2
+        );
+        let loaded = Manifest::load(&path).unwrap();
+        assert_eq!(loaded.rows, m.rows);
+        let mut m = loaded;
+        for i in 0..200 {
+            m.unset(&format!("todos/t{i}"));
+        }
+        m.save(&path).unwrap();
+        assert!(!journal_path(&path).exists(), "a large change compacts");
+        assert_eq!(Manifest::load(&path).unwrap().rows, m.rows);
     }
 
     #[test]

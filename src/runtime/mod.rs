@@ -321,7 +321,7 @@ pub struct TickCache {
     watch: Option<watch::Watch>,
     watch_failed: bool,
     state: Option<(fsx::Stamp, RuntimeState)>,
-    manifest: Option<(fsx::Stamp, fake::Manifest)>,
+    manifest: Option<(ManifestStamp, fake::Manifest)>,
     ticks_since_full: u32,
 }
 
@@ -390,7 +390,7 @@ fn sync_runtime(
     profile: &str,
     state: &mut RuntimeState,
     scope: &fake::Scope,
-    manifests: &mut Option<(fsx::Stamp, fake::Manifest)>,
+    manifests: &mut Option<(ManifestStamp, fake::Manifest)>,
 ) -> Result<(SyncReport, bool)> {
     let mut report = SyncReport::default();
     // Checked on every sync, not only at acquire: a profile directory swapped for a symlink
@@ -431,16 +431,15 @@ fn mirror(
     profile: &str,
     cfg: &Path,
     scope: &fake::Scope,
-    manifests: &mut Option<(fsx::Stamp, fake::Manifest)>,
+    manifests: &mut Option<(ManifestStamp, fake::Manifest)>,
     report: &mut SyncReport,
 ) -> Result<()> {
     let path = layout.runtime_manifest(profile);
-    let stamp = fsx::Stamp::at(&path)?;
+    let stamp = manifest_stamp(&path)?;
     let mut manifest = match manifests.take() {
-        Some((s, m)) if Some(s) == stamp => m,
+        Some((s, m)) if s == stamp => m,
         _ => fake::Manifest::load(&path)?,
     };
-    manifest.dirty = false;
     fake::sync(
         &layout.claude_home,
         cfg,
@@ -449,13 +448,21 @@ fn mirror(
         false,
         report,
     )?;
-    if manifest.dirty {
+    if manifest.is_dirty() {
         manifest.save(&path)?;
     }
-    if let Some(stamp) = fsx::Stamp::at(&path)? {
-        *manifests = Some((stamp, manifest));
-    }
+    *manifests = Some((manifest_stamp(&path)?, manifest));
     Ok(())
+}
+
+/// The stamps of a manifest and its journal: the cached manifest is current while both match.
+type ManifestStamp = (Option<fsx::Stamp>, Option<fsx::Stamp>);
+
+fn manifest_stamp(path: &Path) -> Result<ManifestStamp> {
+    Ok((
+        fsx::Stamp::at(path)?,
+        fsx::Stamp::at(&fake::journal_path(path))?,
+    ))
 }
 
 /// Syncs `settings.json` and `.claude.json`; returns whether the state changed.

@@ -310,19 +310,7 @@ both_modes!(
     settings_merge_the_profile_env_over_the_home_settings,
     |mode: &str| {
         let f = Fixture::new();
-        let out = f.run(
-            &[
-                "profile",
-                "add",
-                "gw",
-                "--env",
-                "ANTHROPIC_BASE_URL=http://127.0.0.1:7777",
-                "--env",
-                "EXTRA=yes",
-            ],
-            b"",
-        );
-        assert!(out.status.success());
+        f.add_gateway_profile("gw");
         let a = f.acquire("gw", mode);
         let settings: serde_json::Value =
             serde_json::from_slice(&fs::read(f.runtime("gw").join("settings.json")).unwrap())

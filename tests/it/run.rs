@@ -152,14 +152,7 @@ fn run_forwards_a_signal_to_the_command_and_still_releases() {
         "trap 'echo got-term > {ready}.term; exit 9' TERM; touch {ready}; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
         ready = ready.display()
     );
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("clauth-helper"))
-        .args(["run", "work", "--", "sh", "-c", &script])
-        .env_clear()
-        .env("HOME", f.home())
-        .env("CLAUTH_HOME", f.store())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .spawn()
-        .unwrap();
+    let mut child = f.spawn(&["run", "work", "--", "sh", "-c", &script]);
     for _ in 0..400 {
         if ready.exists() {
             break;
@@ -280,14 +273,7 @@ fn a_killed_run_leaves_the_session_alive_while_its_command_runs() {
         ready = ready.display(),
         done = done.display()
     );
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("clauth-helper"))
-        .args(["run", "work", "--", "sh", "-c", &script])
-        .env_clear()
-        .env("HOME", f.home())
-        .env("CLAUTH_HOME", f.store())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .spawn()
-        .unwrap();
+    let mut child = f.spawn(&["run", "work", "--", "sh", "-c", &script]);
     for _ in 0..400 {
         if ready.exists() {
             break;

@@ -276,6 +276,42 @@ impl Fixture {
         );
     }
 
+    /// A profile for an API gateway: no credentials, two env overrides (one shadowing the
+    /// home's `ANTHROPIC_BASE_URL`).
+    pub fn add_gateway_profile(&self, name: &str) {
+        let out = self.run(
+            &[
+                "profile",
+                "add",
+                name,
+                "--env",
+                "ANTHROPIC_BASE_URL=http://127.0.0.1:7777",
+                "--env",
+                "EXTRA=yes",
+            ],
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the binary in the background with this fixture's environment.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("clauth-helper"));
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", self.home())
+            .env("CLAUTH_HOME", self.store())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
     pub fn acquire(&self, profile: &str, mode: &str) -> Value {
         self.request("acquire", json!({"profile": profile, "link_mode": mode}))
             .ok()

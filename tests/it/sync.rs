@@ -312,19 +312,7 @@ both_modes!(
     settings_changed_in_a_session_reach_the_home_without_the_profile_env,
     |mode: &str| {
         let f = Fixture::new();
-        let out = f.run(
-            &[
-                "profile",
-                "add",
-                "gw",
-                "--env",
-                "ANTHROPIC_BASE_URL=http://127.0.0.1:7777",
-                "--env",
-                "EXTRA=yes",
-            ],
-            b"",
-        );
-        assert!(out.status.success());
+        f.add_gateway_profile("gw");
         let a = f.acquire("gw", mode);
         let rt = f.runtime("gw").join("settings.json");
         let mut doc: Value = serde_json::from_slice(&fs::read(&rt).unwrap()).unwrap();
