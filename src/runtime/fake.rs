@@ -44,8 +44,11 @@ enum Synced {
 pub struct Manifest {
     // Boxed strings: the manifest is the largest thing a pass holds, one row per file.
     rows: BTreeMap<Box<str>, Synced>,
-    /// Rows changed since the last save (`None`: removed), in order.
+    /// Rows changed since the last save (`None`: removed), in order, while they are few enough
+    /// to journal; past that, `rewrite` is set and they are not kept (a copy of every row would
+    /// double the memory of a pass that touches the whole tree, such as a build).
     changed: Vec<(Box<str>, Option<Synced>)>,
+    rewrite: bool,
     /// Rows in the journal on disk.
     journaled: usize,
 }
@@ -125,21 +128,38 @@ impl Manifest {
         Ok(Manifest {
             rows,
             changed: Vec::new(),
+            rewrite: false,
             journaled,
         })
     }
 
     /// Whether rows changed since the last save.
     pub fn is_dirty(&self) -> bool {
-        !self.changed.is_empty()
+        self.rewrite || !self.changed.is_empty()
+    }
+
+    /// Whether the journal may grow by what changed, or the whole file is rewritten.
+    fn journal_fits(&self, more: usize) -> bool {
+        (self.journaled + more) * 4 <= self.rows.len().max(64)
+    }
+
+    fn record(&mut self, rel: Box<str>, row: Option<Synced>) {
+        if self.rewrite {
+            return;
+        }
+        if self.journal_fits(self.changed.len() + 1) {
+            self.changed.push((rel, row));
+        } else {
+            self.rewrite = true;
+            self.changed = Vec::new();
+        }
     }
 
     /// Saves the changes: appended to the journal while it stays small, otherwise the whole
     /// manifest written atomically (streamed, not built in memory) and the journal removed.
     pub fn save(&mut self, path: &Path) -> Result<()> {
         let journal = journal_path(path);
-        let appended = self.journaled + self.changed.len();
-        if path.exists() && appended * 4 <= self.rows.len().max(64) {
+        if !self.rewrite && path.exists() && self.journal_fits(self.changed.len()) {
             let mut out = fs::OpenOptions::new();
             out.create(true).append(true);
             #[cfg(unix)]
@@ -154,7 +174,7 @@ impl Manifest {
             }
             out.flush()
                 .with_context(|| format!("cannot write {}", journal.display()))?;
-            self.journaled = appended;
+            self.journaled += self.changed.len();
         } else {
             fsx::atomic_write_with(path, fsx::PRIVATE_FILE, |out| {
                 for (rel, row) in &self.rows {
@@ -166,20 +186,21 @@ impl Manifest {
             self.journaled = 0;
         }
         self.changed.clear();
+        self.rewrite = false;
         Ok(())
     }
 
     fn set(&mut self, rel: String, row: Synced) {
         let rel = rel.into_boxed_str();
         if self.rows.get(&rel) != Some(&row) {
-            self.changed.push((rel.clone(), Some(row)));
+            self.record(rel.clone(), Some(row));
             self.rows.insert(rel, row);
         }
     }
 
     fn unset(&mut self, rel: &str) {
         if self.rows.remove(rel).is_some() {
-            self.changed.push((rel.into(), None));
+            self.record(rel.into(), None);
         }
     }
 

@@ -408,3 +408,29 @@ both_modes!(
         assert_eq!(fs::read(f.claude_json()).unwrap(), before_home);
     }
 );
+
+#[test]
+fn a_fake_mode_tick_reads_no_contents_when_size_and_time_say_nothing_changed() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let a = f.acquire("work", "fake");
+    // Rewrite a home file in place with other bytes of the same length, and put its
+    // modification time back: only a tick that read contents could notice.
+    let path = f.claude().join("commands/review.md");
+    let before = fs::metadata(&path).unwrap();
+    let same_length = "X".repeat(before.len() as usize);
+    fs::write(&path, &same_length).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    let t = f.tick(&session_of(&a));
+    assert_eq!(t["copied_to_runtime"], json!(0), "{t}");
+    assert_ne!(
+        fs::read_to_string(f.runtime("work").join("commands/review.md")).unwrap(),
+        same_length
+    );
+    f.release(&session_of(&a));
+}
