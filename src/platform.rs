@@ -63,6 +63,19 @@ pub fn exchange(new: &Path, target: &Path) -> io::Result<bool> {
     imp::exchange(new, target)
 }
 
+/// Where the platform cannot exchange atomically: keep the old entry by a hard link, then
+/// rename. A write that lands between the two calls is lost; Linux never takes this path.
+#[allow(dead_code)]
+fn exchange_by_link(new: &Path, target: &Path) -> io::Result<bool> {
+    let aside = new.with_extension("old");
+    let had = std::fs::hard_link(target, &aside).is_ok();
+    std::fs::rename(new, target)?;
+    if had {
+        std::fs::rename(&aside, new)?;
+    }
+    Ok(had)
+}
+
 /// Whether child processes started from now on inherit `file` (its lock with it).
 pub fn set_inheritable(file: &std::fs::File, inherit: bool) -> io::Result<()> {
     imp::set_inheritable(file, inherit)
@@ -144,7 +157,7 @@ mod imp {
         use std::os::unix::ffi::OsStrExt;
         let a = CString::new(new.as_os_str().as_bytes())?;
         let b = CString::new(target.as_os_str().as_bytes())?;
-        loop {
+        let rename = |flags| {
             // SAFETY: both paths are NUL-terminated and live across the call.
             let rc = unsafe {
                 libc::renameat2(
@@ -152,47 +165,33 @@ mod imp {
                     a.as_ptr(),
                     libc::AT_FDCWD,
                     b.as_ptr(),
-                    libc::RENAME_EXCHANGE,
+                    flags,
                 )
             };
             if rc == 0 {
-                return Ok(true);
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
             }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ENOENT) {
-                return Err(err);
+        };
+        loop {
+            match rename(libc::RENAME_EXCHANGE) {
+                Ok(()) => return Ok(true),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
             }
             // Nothing at target: move in without replacing anything that appears meanwhile.
-            // SAFETY: as above.
-            let rc = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    a.as_ptr(),
-                    libc::AT_FDCWD,
-                    b.as_ptr(),
-                    libc::RENAME_NOREPLACE,
-                )
-            };
-            if rc == 0 {
-                return Ok(false);
-            }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EEXIST) {
-                return Err(err);
+            match rename(libc::RENAME_NOREPLACE) {
+                Ok(()) => return Ok(false),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(e),
             }
         }
     }
 
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     pub fn exchange(new: &Path, target: &Path) -> io::Result<bool> {
-        // No atomic exchange: keep the old entry by a hard link before the rename.
-        let aside = new.with_extension("old");
-        let had = std::fs::hard_link(target, &aside).is_ok();
-        std::fs::rename(new, target)?;
-        if had {
-            std::fs::rename(&aside, new)?;
-        }
-        Ok(had)
+        super::exchange_by_link(new, target)
     }
 
     pub fn set_inheritable(file: &std::fs::File, inherit: bool) -> io::Result<()> {
@@ -271,13 +270,7 @@ mod imp {
     }
 
     pub fn exchange(new: &Path, target: &Path) -> io::Result<bool> {
-        let aside = new.with_extension("old");
-        let had = std::fs::hard_link(target, &aside).is_ok();
-        std::fs::rename(new, target)?;
-        if had {
-            std::fs::rename(&aside, new)?;
-        }
-        Ok(had)
+        super::exchange_by_link(new, target)
     }
 
     pub fn set_inheritable(_file: &std::fs::File, _inherit: bool) -> io::Result<()> {
