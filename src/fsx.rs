@@ -150,6 +150,56 @@ fn copy_file(src: &Path, dst: &Path, mode: Option<u32>, durable: bool) -> Result
     Ok(Copied { source, written })
 }
 
+/// Where a path leads when it is a symlink to something that exists (followed to the end), so
+/// that a write replaces the target and keeps the link; otherwise the path itself.
+pub fn resolve_link(path: &Path) -> PathBuf {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Writes `bytes` at `path` only over the version stamped `expected` (`None`: nothing there),
+/// in one exchange: when another writer renamed a newer version in after the caller read,
+/// that version is put back and this write is dropped. Returns the stamp written, or `None`
+/// when it was dropped.
+pub fn replace_if_unchanged(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    expected: Option<Stamp>,
+) -> Result<Option<Stamp>> {
+    let dir = parent_of(path)?;
+    let new = unique_sibling(dir, "doc");
+    atomic_write(&new, bytes, mode)?;
+    let ours = Stamp::at(&new)?;
+    if !platform::exchange(&new, path)
+        .with_context(|| format!("cannot replace {}", path.display()))?
+    {
+        // Nothing was there: ours is in place.
+        return Ok(ours);
+    }
+    // `new` now holds what was at the path. Each round puts back what another writer put
+    // there and looks at what comes out; a few rounds settle any burst.
+    for _ in 0..8 {
+        let out = Stamp::at(&new)?;
+        if out == expected || out == ours {
+            remove_entry(&new)?;
+            return Ok(if out == expected { ours } else { None });
+        }
+        if !platform::exchange(&new, path)
+            .with_context(|| format!("cannot replace {}", path.display()))?
+        {
+            return Ok(None);
+        }
+    }
+    // Still contended: what is at the path stays; ours, or a version in between, is dropped.
+    remove_entry(&new)?;
+    Ok(None)
+}
+
 /// Best-effort fsync of a directory so a rename inside it survives a power cut.
 pub fn sync_dir(dir: &Path) {
     #[cfg(unix)]

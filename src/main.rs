@@ -132,7 +132,12 @@ struct AddArgs {
     /// Environment for Claude Code under this profile, merged into settings.json's env block.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
-    /// Update an existing profile (refused while it has a live session).
+    /// Read KEY=VALUE lines (blank lines and `#` comments skipped) from FILE, so secret values
+    /// stay out of argv; '-' is standard input.
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// Update an existing profile (refused while it has a live session); its env is kept
+    /// unless --env or --env-file is given.
     #[arg(long)]
     replace: bool,
 }
@@ -247,7 +252,28 @@ fn profile_command(layout: &Layout, cmd: ProfileCommand) -> anyhow::Result<()> {
     match cmd {
         ProfileCommand::Add(args) => {
             let mut env = BTreeMap::new();
-            for pair in &args.env {
+            let mut pairs = args.env.clone();
+            if let Some(path) = &args.env_file {
+                let text = if path.as_os_str() == "-" {
+                    let mut text = String::new();
+                    io::stdin().read_to_string(&mut text)?;
+                    text
+                } else {
+                    std::fs::read_to_string(path).map_err(|e| {
+                        coded(
+                            ErrorCode::InvalidRequest,
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?
+                };
+                pairs.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_owned),
+                );
+            }
+            for pair in &pairs {
                 // The value may be a secret: the message does not repeat the argument.
                 let (k, v) = pair.split_once('=').ok_or_else(|| {
                     coded(

@@ -146,6 +146,12 @@ pub fn add(
     }
     check_private_dir(&dir)?;
     fsx::ensure_dir(&dir, fsx::PRIVATE_DIR)?;
+    // Replacing credentials alone keeps the profile's env; --env replaces it.
+    let env = if replace && env.is_empty() && exists(layout, name) {
+        load_config(layout, name)?.env
+    } else {
+        env
+    };
     let config = ProfileConfig { env };
     fsx::atomic_write(
         &layout.profile_config(name),

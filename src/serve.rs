@@ -158,6 +158,20 @@ impl<W: Write> Server<'_, W> {
             .iter()
             .map(|(id, h)| (id.clone(), h.acquired.profile.clone()))
             .collect();
+        // A session released by another process: only one session per profile is ticked, so
+        // every other one is checked by its record.
+        for (id, _) in &ids {
+            if !layout.session_record(id).exists() {
+                self.held.remove(id);
+                self.send(&protocol::event(EventBody::SessionEnded {
+                    session: id.clone(),
+                }));
+            }
+        }
+        let ids: Vec<(String, String)> = ids
+            .into_iter()
+            .filter(|(id, _)| self.held.contains_key(id))
+            .collect();
         let profiles: std::collections::BTreeSet<String> =
             ids.iter().map(|(_, p)| p.clone()).collect();
         self.caches.retain(|p, _| profiles.contains(p));

@@ -41,14 +41,51 @@ fn save_if_newer(bytes: &[u8], canonical: &Path, report: &mut SyncReport) -> Res
         return Ok(true);
     }
     if !credentials::may_replace(&candidate, summary(current_bytes.as_deref()).as_ref()) {
-        report.credentials_rejected = Some(
-            "the session's credentials expire before the saved ones and were not saved".into(),
-        );
+        // Valid credentials are never thrown away: their refresh token may be the only live
+        // one (a /login with a shorter lifetime, a clock change). They are kept in the profile
+        // for the user to restore, and the saved ones stay in use.
+        let dir = canonical
+            .parent()
+            .context("the credentials file has no directory")?;
+        let aside = dir.join(format!(
+            "credentials.rejected-{}.json",
+            crate::session::now_ms()
+        ));
+        fsx::atomic_write(&aside, bytes, fsx::PRIVATE_FILE)?;
+        report.credentials_rejected = Some(format!(
+            "the session's credentials expire before the saved ones, so they were not made the profile's; they are kept in {}",
+            aside.display()
+        ));
         return Ok(false);
     }
     fsx::atomic_write(canonical, bytes, fsx::PRIVATE_FILE)?;
     report.credentials_saved = true;
     Ok(true)
+}
+
+/// Looks at what a killed process left at the top of a runtime under temp names (what an
+/// exchange took out, a prepared link or copy): valid credentials among them are offered to
+/// the profile like any refresh, and the rest is removed. Entries taken out for adoption are
+/// left to `real::recover`. Runs under the state lock, so no live clauth-helper owns them.
+pub fn recover(cfg: &Path, canonical: &Path, report: &mut SyncReport) -> Result<()> {
+    let adopt = format!("{}adopt-", fsx::TEMP_PREFIX);
+    for entry in fs::read_dir(cfg).with_context(|| format!("cannot read {}", cfg.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(fsx::TEMP_PREFIX) || name.starts_with(&adopt) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_file())
+            && let Some(bytes) = fsx::read_optional(&path)?
+            && credentials::validate(&bytes).is_ok()
+        {
+            save_if_newer(&bytes, canonical, report)?;
+        }
+        fsx::remove_entry(&path)?;
+    }
+    Ok(())
 }
 
 /// Real mode: the runtime's `.credentials.json` is a symlink to the canonical file.

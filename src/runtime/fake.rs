@@ -473,6 +473,13 @@ impl Mirror<'_> {
         };
         let src = join(self.root(from), rel);
         let dst = join(self.root(to), rel);
+        // A home file linked in from elsewhere (a dotfiles repository) is updated where it
+        // leads, and stays a link.
+        let dst = if to == Side::Home {
+            fsx::resolve_link(&dst)
+        } else {
+            dst
+        };
         if let Some((parent, _)) = rel.rsplit_once('/')
             && !join(self.root(to), parent).is_dir()
         {

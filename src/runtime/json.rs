@@ -220,6 +220,19 @@ fn read_object(path: &Path) -> Result<Option<Map<String, Value>>> {
     }
 }
 
+/// Writes `doc` at `path` over the version stamped `expected` only; `None` when another writer
+/// got there first (its version is kept).
+fn write_object_over(
+    path: &Path,
+    doc: &Map<String, Value>,
+    mode: u32,
+    expected: Option<Stamp>,
+) -> Result<Option<Stamp>> {
+    let mut bytes = serde_json::to_vec_pretty(doc)?;
+    bytes.push(b'\n');
+    fsx::replace_if_unchanged(path, &bytes, mode, expected)
+}
+
 fn write_object(path: &Path, doc: &Map<String, Value>, mode: u32) -> Result<Stamp> {
     let mut bytes = serde_json::to_vec_pretty(doc)?;
     bytes.push(b'\n');
@@ -227,16 +240,17 @@ fn write_object(path: &Path, doc: &Map<String, Value>, mode: u32) -> Result<Stam
     Stamp::at(path)?.with_context(|| format!("{} vanished after it was written", path.display()))
 }
 
+/// The permission bits of the file `path` leads to (a link is followed), or 0600.
 fn mode_or_private(path: &Path) -> u32 {
-    fsx::lstat_optional(path)
+    std::fs::metadata(path)
         .ok()
-        .flatten()
         .and_then(|m| crate::platform::mode_of(&m))
         .unwrap_or(fsx::PRIVATE_FILE)
 }
 
 /// Writes the runtime's document from the home's at acquire.
 pub fn materialise(doc: &Doc, home: &Path, runtime: &Path) -> Result<JsonSync> {
+    let home = &fsx::resolve_link(home);
     // A home document that does not parse is left alone; the session starts from an empty one
     // and its changes are not sent home until the home parses again.
     let (base, home_stamp) = match read_object(home) {
@@ -269,6 +283,8 @@ pub struct Outcome {
 
 /// One three-way sync of a document between the runtime and the home.
 pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Result<Outcome> {
+    // A home document linked in from a dotfiles repository is written where the link leads.
+    let home = &fsx::resolve_link(home);
     let mut out = Outcome::default();
     let runtime_now = Stamp::at(runtime)?;
     let home_now = Stamp::at(home)?;
@@ -313,31 +329,40 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
         apply_changes(&mut shared, &base, session);
     }
 
+    // Both writes go over exactly the version read: when Claude Code (or a plain `claude` on
+    // the home) renamed a newer one in meanwhile, that one stays, this write is dropped, and
+    // the next tick merges again from the stamps left unchanged here.
+    let mut home_written = true;
     if home_parses
         && home_doc.as_ref() != Some(&shared)
         && (home_doc.is_some() || !shared.is_empty())
     {
         let mut whole = shared.clone();
         whole.extend(home_private);
-        state.home = Some(write_object(home, &whole, mode_or_private(home))?);
-        out.saved_home = true;
+        match write_object_over(home, &whole, mode_or_private(home), home_now)? {
+            Some(stamp) => {
+                state.home = Some(stamp);
+                out.saved_home = true;
+            }
+            None => home_written = false,
+        }
     } else {
         state.home = home_now;
     }
-    if home_parses {
+    if home_parses && home_written {
         state.base = shared.clone();
     }
+    state.runtime = runtime_now;
     if !out.rejected {
         let wanted = doc.overlay(&state.base)?;
         let current = read_object(runtime).ok().flatten();
-        if current.as_ref() != Some(&wanted) {
-            state.runtime = Some(write_object(runtime, &wanted, fsx::PRIVATE_FILE)?);
+        if current.as_ref() != Some(&wanted)
+            && let Some(stamp) =
+                write_object_over(runtime, &wanted, fsx::PRIVATE_FILE, runtime_now)?
+        {
+            state.runtime = Some(stamp);
             out.updated_runtime = true;
-        } else {
-            state.runtime = runtime_now;
         }
-    } else {
-        state.runtime = runtime_now;
     }
     Ok(out)
 }

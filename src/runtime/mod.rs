@@ -43,6 +43,9 @@ pub(crate) fn is_managed(name: &str) -> bool {
     MANAGED.contains(&name)
         || PER_PROFILE.contains(&name)
         || name.ends_with(".lock")
+        // Temp files renamed over their target a moment later (`x.tmp`, `x.tmp.<pid>.<hex>`).
+        || name.ends_with(".tmp")
+        || name.contains(".tmp.")
         || MANAGED.iter().any(|m| {
             name.len() > m.len() && name.starts_with(m) && name.as_bytes()[m.len()] == b'.'
         })
@@ -408,11 +411,14 @@ fn sync_runtime(
     let mut touched = false;
     match state.link_mode {
         LinkMode::Real => {
+            creds::recover(&cfg, &canonical, &mut report)?;
+            real::recover(&layout.claude_home, &cfg, &mut report)?;
             creds::sync_real(&canonical, &cred_file, &mut report)?;
             real::sync(&layout.claude_home, &cfg, &mut report)?;
             link_per_profile(layout, profile, &cfg)?;
         }
         LinkMode::Fake => {
+            creds::recover(&cfg, &canonical, &mut report)?;
             touched |=
                 creds::sync_fake(&canonical, &cred_file, &mut state.credentials, &mut report)?;
             let idle = matches!(scope, fake::Scope::Dirs(dirs) if dirs.is_empty());
@@ -536,16 +542,34 @@ fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
         // missing file as a deletion.
         Some(_) if !cfg.is_dir() => SyncReport::default(),
         Some(mut state) => {
-            sync_runtime(layout, profile, &mut state, &fake::Scope::Full, &mut None)?.0
+            let (report, touched) =
+                sync_runtime(layout, profile, &mut state, &fake::Scope::Full, &mut None)?;
+            // Recorded before the removal: a crash in between must not replay this merge of
+            // the documents from a base that is already out of date.
+            if touched {
+                save_state(layout, profile, &state)?;
+            }
+            report
         }
         None if cfg.is_dir() => {
+            // Nothing says which side is newer: credentials go through the usual checks, and
+            // files through a mirror pass that knows no history, which deletes nothing and
+            // keeps both versions of a file that differs.
             let mut report = SyncReport::default();
             creds::sync_real(
                 &layout.profile_credentials(profile),
                 &cfg.join(".credentials.json"),
                 &mut report,
             )?;
-            real::sync(&layout.claude_home, &cfg, &mut report)?;
+            let mut manifest = fake::Manifest::default();
+            fake::sync(
+                &layout.claude_home,
+                &cfg,
+                &mut manifest,
+                &fake::Scope::Full,
+                false,
+                &mut report,
+            )?;
             report
         }
         None => SyncReport::default(),
@@ -704,7 +728,14 @@ pub fn acquire(layout: &Layout, opts: &AcquireOptions) -> Result<Acquired> {
     env_link_mode(layout)?;
     let (live, _) = prune(layout)?;
     let existing = match live_of(&live, name).next() {
-        Some(_) => load_state(layout, name)?,
+        // Live sessions use this runtime: it is never rebuilt under them, even when its state
+        // cannot be read.
+        Some(_) => Some(load_state(layout, name)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the runtime of profile {name} has live sessions but its state {} cannot be read; release them, then acquire again",
+                layout.runtime_state(name).display()
+            )
+        })?),
         None => None,
     };
     let mode = match existing {

@@ -58,13 +58,17 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
             }
             continue;
         }
-        // A regular file or directory (or a foreign link) that the session wrote: fold it in.
-        if home_names.contains(name) {
-            fold(home, &here, &there, report)?;
-        } else {
-            fsx::move_entry(&here, &there)?;
+        // A regular file or directory (or a foreign link) that the session wrote: the link
+        // goes in by one exchange, which takes out exactly what was there (a write landing
+        // meanwhile is taken out with it, never overwritten), and that is folded into the home.
+        let taken = runtime.join(adopt_name(name));
+        platform::symlink(&there, &taken)
+            .with_context(|| format!("cannot create a link in {}", runtime.display()))?;
+        if platform::exchange(&taken, &here)
+            .with_context(|| format!("cannot replace {}", here.display()))?
+        {
+            adopt(home, &taken, name, report)?;
         }
-        fsx::replace_with_symlink(&there, &here)?;
         report.adopted.push(name.clone());
     }
     for name in home_names.difference(&runtime_names) {
@@ -75,9 +79,61 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
     Ok(())
 }
 
+/// The temp name an entry taken out of a runtime carries until it is in the home; it keeps
+/// the entry's name, so a crash in between can be finished later ([`recover`]).
+fn adopt_name(name: &str) -> String {
+    format!(
+        "{}adopt-{}-{name}",
+        fsx::TEMP_PREFIX,
+        crate::session::random_hex(4)
+    )
+}
+
+/// Moves an entry taken out of the runtime (`taken`) into the home as `name`.
+fn adopt(home: &Path, taken: &Path, name: &str, report: &mut SyncReport) -> Result<()> {
+    let there = home.join(name);
+    if fsx::lstat_optional(&there)?.is_some() {
+        fold(home, taken, &there, report)
+    } else {
+        fsx::move_entry(taken, &there)
+    }
+}
+
+/// Finishes adoptions a killed process left half done: entries taken out of the runtime but
+/// not yet in the home.
+pub fn recover(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> {
+    let prefix = format!("{}adopt-", fsx::TEMP_PREFIX);
+    for entry in
+        fs::read_dir(runtime).with_context(|| format!("cannot read {}", runtime.display()))?
+    {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((_, name)) = rest.split_once('-') else {
+            continue;
+        };
+        if name.is_empty() || is_managed(name) {
+            continue;
+        }
+        let path = entry.path();
+        if fs::read_link(&path).ok().as_deref() == Some(home.join(name).as_path()) {
+            // The link prepared for the exchange, killed before it: the entry is still in place.
+            fsx::remove_entry(&path)?;
+            continue;
+        }
+        adopt(home, &path, name, report)?;
+        report.adopted.push(name.to_owned());
+    }
+    Ok(())
+}
+
 /// Moves `src` over `dst`, where both exist: the session's version wins file by file, and
 /// directories are merged so nothing only the home had is lost.
 fn fold(home: &Path, src: &Path, dst: &Path, report: &mut SyncReport) -> Result<()> {
+    // A home entry linked in from elsewhere (a dotfiles repository) is updated where it leads.
+    let dst = &fsx::resolve_link(dst);
     let src_meta =
         fs::symlink_metadata(src).with_context(|| format!("cannot stat {}", src.display()))?;
     let dst_meta =

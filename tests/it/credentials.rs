@@ -105,8 +105,25 @@ both_modes!(older_credentials_are_never_saved, |mode: &str| {
         fs::read(f.canonical("work")).unwrap(),
         fixture_credentials("work")
     );
-    // The session is handed the newer credentials back.
+    // The session is handed the newer credentials back, and the older ones are kept aside in
+    // the profile, never thrown away (their refresh token may be the only live one).
     assert_eq!(fs::read(&cred).unwrap(), fixture_credentials("work"));
+    let kept: Vec<_> = fs::read_dir(f.store().join("profiles/work"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("credentials.rejected-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        fs::read(&kept[0]).unwrap(),
+        fixture_credentials("work-older")
+    );
+    assert_eq!(file_mode(&kept[0]), 0o600);
     f.release(&session_of(&a));
     assert_eq!(
         fs::read(f.canonical("work")).unwrap(),

@@ -185,3 +185,43 @@ fn a_profile_from_claude_takes_the_home_account_with_it() {
     );
     f.release(&session_of(&a));
 }
+
+#[test]
+fn replacing_credentials_keeps_the_env_and_env_files_keep_secrets_out_of_argv() {
+    let f = Fixture::new();
+    let env_file = f.dir.path().join("gw.env");
+    fs::write(&env_file, "# gateway\nANTHROPIC_BASE_URL=http://127.0.0.1:7777\n\nANTHROPIC_AUTH_TOKEN=gw-secret-value\n").unwrap();
+    let out = f.run(
+        &[
+            "profile",
+            "add",
+            "gw",
+            "--env-file",
+            env_file.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = f.run(
+        &["profile", "add", "gw", "--replace", "--credentials", "-"],
+        &fixture_credentials("work"),
+    );
+    assert!(out.status.success());
+    let config: Value =
+        serde_json::from_slice(&fs::read(f.store().join("profiles/gw/profile.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        config["env"]["ANTHROPIC_BASE_URL"],
+        json!("http://127.0.0.1:7777")
+    );
+    assert_eq!(
+        config["env"]["ANTHROPIC_AUTH_TOKEN"],
+        json!("gw-secret-value")
+    );
+    let show = f.run(&["profile", "show", "gw"], b"");
+    assert!(!String::from_utf8_lossy(&show.stdout).contains("gw-secret-value"));
+}

@@ -232,3 +232,23 @@ fn a_long_lived_fake_session_mirrors_changes_on_both_sides_by_itself() {
     assert!(status.success());
     assert!(!f.claude().join("commands/review.md").exists());
 }
+
+#[test]
+fn every_held_session_released_elsewhere_ends_with_an_event() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let mut s = f.serve();
+    let a = s.call("acquire", json!({"profile": "work"}));
+    let b = s.call("acquire", json!({"profile": "work"}));
+    f.release(&session_of(&a));
+    f.release(&session_of(&b));
+    let mut ended = vec![s.wait_event("session_ended", 10)["session"].clone()];
+    ended.push(s.wait_event("session_ended", 10)["session"].clone());
+    ended.sort_by_key(|v| v.to_string());
+    let mut want = vec![a["session"].clone(), b["session"].clone()];
+    want.sort_by_key(|v| v.to_string());
+    assert_eq!(ended, want);
+    let (status, stderr) = s.finish();
+    assert!(status.success());
+    assert!(!stderr.contains("could not release"), "{stderr}");
+}

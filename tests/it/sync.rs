@@ -434,3 +434,55 @@ fn a_fake_mode_tick_reads_no_contents_when_size_and_time_say_nothing_changed() {
     );
     f.release(&session_of(&a));
 }
+
+both_modes!(
+    home_files_linked_from_a_dotfiles_folder_stay_links,
+    |mode: &str| {
+        let f = Fixture::new();
+        let dotfiles = f.dir.path().join("dotfiles");
+        fs::create_dir_all(&dotfiles).unwrap();
+        fs::remove_file(f.claude().join("settings.json")).unwrap();
+        fs::write(dotfiles.join("CLAUDE.md"), "be brief\n").unwrap();
+        fs::copy(
+            fixtures().join("home/.claude/settings.json"),
+            dotfiles.join("settings.json"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            dotfiles.join("settings.json"),
+            f.claude().join("settings.json"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dotfiles.join("CLAUDE.md"), f.claude().join("CLAUDE.md"))
+            .unwrap();
+        let mode_before = file_mode(&dotfiles.join("settings.json"));
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        let rt = f.runtime("work");
+        let mut doc: Value =
+            serde_json::from_slice(&fs::read(rt.join("settings.json")).unwrap()).unwrap();
+        doc["model"] = json!("opus");
+        write_by_rename(
+            &rt.join("settings.json"),
+            serde_json::to_string_pretty(&doc).unwrap().as_bytes(),
+        );
+        write_by_rename(&rt.join("CLAUDE.md"), b"be very brief\n");
+        f.tick(&session_of(&a));
+        f.release(&session_of(&a));
+        for name in ["settings.json", "CLAUDE.md"] {
+            assert!(is_symlink(&f.claude().join(name)), "{name} is still a link");
+        }
+        assert_eq!(
+            fs::read_to_string(dotfiles.join("CLAUDE.md")).unwrap(),
+            "be very brief\n"
+        );
+        let home: Value =
+            serde_json::from_slice(&fs::read(dotfiles.join("settings.json")).unwrap()).unwrap();
+        assert_eq!(home["model"], json!("opus"));
+        assert_eq!(
+            file_mode(&dotfiles.join("settings.json")),
+            mode_before,
+            "the mode is the target's"
+        );
+    }
+);

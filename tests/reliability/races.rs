@@ -120,3 +120,50 @@ both_modes!(
         );
     }
 );
+
+both_modes!(
+    keys_claude_code_keeps_adding_to_claude_json_survive_ticks_running_meanwhile,
+    |mode: &str| {
+        // Claude Code saves .claude.json by read-modify-write and rename. A writer thread does
+        // exactly that, one new key each time, while one-shot ticks run back to back; after
+        // release, every key it wrote must be in ~/.claude.json.
+        const WRITES: usize = 300;
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let bin = Bin::of(&f);
+        let a = bin.call("acquire", &json!({"profile": "work", "link_mode": mode}));
+        let session = a.ok()["session"].clone();
+        let doc = f.runtime("work").join(".claude.json");
+        let tick = json!({"session": session});
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    bin.call("tick", &tick).ok();
+                }
+            });
+            for i in 0..WRITES {
+                let mut v: serde_json::Value =
+                    serde_json::from_slice(&fs::read(&doc).unwrap()).unwrap();
+                v[format!("writerKey{i}")] = json!(i);
+                let tmp =
+                    doc.with_file_name(format!(".claude.json.tmp.{}.{i}", std::process::id()));
+                fs::write(&tmp, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+                fs::rename(&tmp, &doc).unwrap();
+                thread::sleep(Duration::from_micros(1500));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        bin.call("release", &json!({"session": session})).ok();
+        let home: serde_json::Value =
+            serde_json::from_slice(&fs::read(f.claude_json()).unwrap()).unwrap();
+        let missing: Vec<usize> = (0..WRITES)
+            .filter(|i| home.get(format!("writerKey{i}")).is_none())
+            .collect();
+        eprintln!(
+            "{mode}: {WRITES} read-modify-write saves of .claude.json during ticks, {} keys missing",
+            missing.len()
+        );
+        assert!(missing.is_empty(), "{mode}: keys lost: {missing:?}");
+    }
+);
