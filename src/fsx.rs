@@ -175,6 +175,11 @@ pub fn replace_if_unchanged(
     let new = unique_sibling(dir, "doc");
     atomic_write(&new, bytes, mode)?;
     let ours = Stamp::at(&new)?;
+    // Most races end here: a newer version arrived while this one was being written.
+    if Stamp::at(path)? != expected {
+        remove_entry(&new)?;
+        return Ok(None);
+    }
     if !platform::exchange(&new, path)
         .with_context(|| format!("cannot replace {}", path.display()))?
     {

@@ -124,9 +124,9 @@ both_modes!(
 both_modes!(
     keys_claude_code_keeps_adding_to_claude_json_survive_ticks_running_meanwhile,
     |mode: &str| {
-        // Claude Code saves .claude.json by read-modify-write and rename. A writer thread does
-        // exactly that, one new key each time, while one-shot ticks run back to back; after
-        // release, every key it wrote must be in ~/.claude.json.
+        // Claude Code saves .claude.json under its lock directory by read-modify-write and
+        // rename. A writer thread does exactly that, one new key each time, while one-shot
+        // ticks run back to back; after release, every key it wrote must be in ~/.claude.json.
         const WRITES: usize = 300;
         let f = Fixture::new();
         f.add_profile("work", Some("work"));
@@ -142,7 +142,13 @@ both_modes!(
                     bin.call("tick", &tick).ok();
                 }
             });
+            // As Claude Code does: the lock directory beside the file, then read, modify,
+            // write a temp file, rename, unlock.
+            let lock = doc.with_file_name(".claude.json.lock");
             for i in 0..WRITES {
+                while fs::create_dir(&lock).is_err() {
+                    thread::sleep(Duration::from_micros(200));
+                }
                 let mut v: serde_json::Value =
                     serde_json::from_slice(&fs::read(&doc).unwrap()).unwrap();
                 v[format!("writerKey{i}")] = json!(i);
@@ -150,6 +156,7 @@ both_modes!(
                     doc.with_file_name(format!(".claude.json.tmp.{}.{i}", std::process::id()));
                 fs::write(&tmp, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
                 fs::rename(&tmp, &doc).unwrap();
+                fs::remove_dir(&lock).unwrap();
                 thread::sleep(Duration::from_micros(1500));
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
