@@ -153,13 +153,7 @@ fn run_forwards_a_signal_to_the_command_and_still_releases() {
         ready = ready.display()
     );
     let mut child = f.spawn(&["run", "work", "--", "sh", "-c", &script]);
-    for _ in 0..400 {
-        if ready.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(ready.exists(), "the command started");
+    assert!(eventually(10, || ready.exists()), "the command started");
     assert_eq!(
         f.status()["profiles"][0]["sessions"]
             .as_array()
@@ -274,13 +268,7 @@ fn a_killed_run_leaves_the_session_alive_while_its_command_runs() {
         done = done.display()
     );
     let mut child = f.spawn(&["run", "work", "--", "sh", "-c", &script]);
-    for _ in 0..400 {
-        if ready.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(ready.exists(), "the command started");
+    assert!(eventually(10, || ready.exists()), "the command started");
     child.kill().unwrap();
     child.wait().unwrap();
     let status = f.status();

@@ -182,18 +182,6 @@ pub fn clauth_kill(pid: u32, signal: &str) {
     assert!(ok.success());
 }
 
-/// Polls until `check` holds, for at most `secs` seconds (a bound, not a speed assertion).
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    check()
-}
-
 #[test]
 fn a_long_lived_fake_session_mirrors_changes_on_both_sides_by_itself() {
     let f = Fixture::new();

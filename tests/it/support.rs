@@ -574,3 +574,15 @@ pub fn validate_any_response(value: &Value) {
         .any(|(_, v)| v.is_valid(value));
     assert!(ok, "{value} matches no response schema");
 }
+
+/// Polls until `check` holds, for at most `secs` seconds (a bound, not a speed assertion).
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    check()
+}
