@@ -6,6 +6,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::protocol::CredentialsReport;
+
 /// What may be said about a credentials document without revealing a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -80,31 +82,22 @@ pub fn may_replace(candidate: &Summary, current: Option<&Summary>) -> bool {
     }
 }
 
-/// The summary reported by `status` and `profile show`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct Report {
-    pub present: bool,
-    pub expires_at: Option<i64>,
-    pub subscription_type: Option<String>,
-}
-
-impl Report {
-    pub fn of(bytes: Option<&[u8]>) -> Report {
-        match bytes.map(validate) {
-            Some(Ok(Summary {
-                expires_at,
-                subscription_type,
-                inference: _,
-            })) => Report {
-                present: true,
-                expires_at,
-                subscription_type,
-            },
-            _ => Report {
-                present: false,
-                expires_at: None,
-                subscription_type: None,
-            },
-        }
+/// The summary `status` and `profile show` report: never a token.
+pub fn report(bytes: Option<&[u8]>) -> CredentialsReport {
+    match bytes.map(validate) {
+        Some(Ok(Summary {
+            expires_at,
+            subscription_type,
+            inference: _,
+        })) => CredentialsReport {
+            present: true,
+            expires_at,
+            subscription_type,
+        },
+        _ => CredentialsReport {
+            present: false,
+            expires_at: None,
+            subscription_type: None,
+        },
     }
 }

@@ -207,12 +207,7 @@ pub fn replace_if_unchanged(
 
 /// Best-effort fsync of a directory so a rename inside it survives a power cut.
 pub fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
+    platform::sync_dir(dir)
 }
 
 /// Creates `path` (and missing parents) and gives it `mode`.
@@ -243,10 +238,7 @@ pub fn replace_with_symlink(target: &Path, link: &Path) -> Result<()> {
 
 /// A fresh name in `dir` carrying the temp prefix.
 pub fn unique_sibling(dir: &Path, what: &str) -> PathBuf {
-    dir.join(format!(
-        "{TEMP_PREFIX}{what}-{}",
-        crate::session::random_hex(8)
-    ))
+    dir.join(format!("{TEMP_PREFIX}{what}-{}", crate::ids::random_hex(8)))
 }
 
 /// Whether symlinks can be created in `dir`.
@@ -267,6 +259,20 @@ pub fn remove_entry(path: &Path) -> Result<()> {
         Err(e) => Err(e),
     }
     .with_context(|| format!("cannot remove {}", path.display()))
+}
+
+/// Removes what crashed writers and teardowns left under `dir`: temp files and trash
+/// directories (never anything without the temp prefix). Runs under the state lock, so no
+/// clauth-helper is writing them now.
+pub fn sweep_temp(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = remove_entry(&entry.path());
+        }
+    }
 }
 
 /// Moves `src` to `dst` (which must not exist), by rename or, across file systems, by copy and

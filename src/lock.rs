@@ -59,8 +59,7 @@ pub fn open_lock_file(path: &Path) -> Result<LockFile> {
     if fsx::lstat_optional(path)?.is_none() {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, fsx::PRIVATE_FILE);
+        crate::platform::create_mode(&mut options, fsx::PRIVATE_FILE);
         options
             .open(path)
             .with_context(|| format!("cannot create {}", path.display()))?;

@@ -25,6 +25,22 @@ pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
     }
 }
 
+/// Gives files that `options` creates the permission bits `mode` (ignored where the platform
+/// has none).
+pub fn create_mode(options: &mut std::fs::OpenOptions, mode: u32) {
+    imp::create_mode(options, mode)
+}
+
+/// Best-effort fsync of a directory, so a rename inside it survives a power cut (a no-op where
+/// directories cannot be opened).
+pub fn sync_dir(dir: &Path) {
+    imp::sync_dir(dir)
+}
+
+/// Whether `owner_pid` can be honoured: a process's start time is known, so a reused pid does
+/// not keep a dead session alive.
+pub const OWNER_PID_SUPPORTED: bool = cfg!(unix);
+
 /// This process's id.
 pub fn current_pid() -> u32 {
     std::process::id()
@@ -131,6 +147,16 @@ mod imp {
 
     pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+
+    pub fn create_mode(options: &mut std::fs::OpenOptions, mode: u32) {
+        std::os::unix::fs::OpenOptionsExt::mode(options, mode);
+    }
+
+    pub fn sync_dir(dir: &Path) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
 
     pub fn set_file_mode(file: &std::fs::File, mode: u32) -> io::Result<()> {
@@ -252,6 +278,10 @@ mod imp {
     pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
         Ok(())
     }
+
+    pub fn create_mode(_options: &mut std::fs::OpenOptions, _mode: u32) {}
+
+    pub fn sync_dir(_dir: &Path) {}
 
     pub fn set_file_mode(_file: &std::fs::File, _mode: u32) -> io::Result<()> {
         Ok(())

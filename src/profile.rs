@@ -1,4 +1,5 @@
-//! Profiles: names, their stored configuration and credentials, add/list/show/remove.
+//! Profiles in the store: their configuration (env overrides), credentials and listing. The
+//! verbs that change them under the locks are in `app`.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use crate::credentials;
 use crate::error::{ErrorCode, coded};
 use crate::fsx;
 use crate::layout::{Layout, check_private_dir};
+use crate::protocol::ProfileName;
 
 /// A profile's stored configuration, `profiles/<name>/profile.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,28 +20,8 @@ pub struct ProfileConfig {
     pub env: BTreeMap<String, String>,
 }
 
-/// Checks a profile name: 1 to 64 of letters, digits, `-`, `_`, `.`, not starting with `.`.
-pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        // The name is not repeated: a bad one may be anything, even a pasted secret.
-        Err(coded(
-            ErrorCode::InvalidProfileName,
-            "the profile name is not valid: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'",
-        ))
-    }
-}
-
 /// Fails with `profile_not_found` unless the (valid) profile exists.
-pub fn require(layout: &Layout, name: &str) -> Result<()> {
-    check_name(name)?;
+pub fn require(layout: &Layout, name: &ProfileName) -> Result<()> {
     let dir = layout.profile_dir(name);
     if !dir.is_dir() {
         return Err(coded(
@@ -101,12 +83,11 @@ pub enum CredentialSource {
 /// Creates a profile (or, with `replace`, updates one) under the state lock held by the caller.
 pub fn add(
     layout: &Layout,
-    name: &str,
+    name: &ProfileName,
     source: CredentialSource,
     env: BTreeMap<String, String>,
     replace: bool,
 ) -> Result<()> {
-    check_name(name)?;
     for key in env.keys() {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
             return Err(coded(
@@ -165,7 +146,7 @@ pub fn add(
 }
 
 /// Every profile name in the store, sorted.
-pub fn list(layout: &Layout) -> Result<Vec<String>> {
+pub fn list(layout: &Layout) -> Result<Vec<ProfileName>> {
     let dir = layout.profiles_dir();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -175,11 +156,13 @@ pub fn list(layout: &Layout) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        if let Some(name) = entry.file_name().to_str()
-            && check_name(name).is_ok()
+        if let Some(name) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| ProfileName::parse(n).ok())
             && entry.path().is_dir()
         {
-            names.push(name.to_owned());
+            names.push(name);
         }
     }
     names.sort();

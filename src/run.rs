@@ -3,17 +3,17 @@
 
 use std::ffi::OsString;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::app;
 use crate::error::{ErrorCode, coded};
-use crate::hold;
 use crate::layout::Layout;
 use crate::platform::{self, Signals};
 use crate::profile;
-use crate::runtime::{self, AcquireOptions, LinkModeRequest};
-use crate::serve::TICK_INTERVAL;
+use crate::protocol::{AcquireRequest, LinkModeRequest, ProfileName, SessionId};
+use crate::ticker::{Outcome, Ticker};
 
 /// Exit status when the wrapper itself fails before the command runs.
 pub const EXIT_WRAPPER_FAILED: i32 = 125;
@@ -23,45 +23,46 @@ pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 pub const EXIT_NOT_FOUND: i32 = 127;
 
 pub struct RunOptions {
-    pub profile: String,
+    pub profile: ProfileName,
     pub link_mode: Option<LinkModeRequest>,
     /// The command and its arguments; `claude` when empty.
     pub command: Vec<OsString>,
 }
 
 /// What happened, for the caller to turn into an exit status.
-pub enum Outcome {
+pub enum Finished {
     Exited(i32),
     /// The command could not be started: the status a shell would give, and why.
     NotStarted(i32, String),
 }
 
 /// Runs the command under the profile. Errors are the wrapper's own (before the command ran).
-pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
-    let config = {
-        profile::check_name(&opts.profile)?;
-        // The store is checked first: a symlinked or foreign store is the answer, not a
-        // missing profile inside it.
-        layout.ensure_store()?;
-        profile::require(layout, &opts.profile)?;
-        profile::load_config(layout, &opts.profile)?
-    };
+pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
+    let RunOptions {
+        profile: name,
+        link_mode,
+        command,
+    } = opts;
+    // The store is checked first: a symlinked or foreign store is the answer, not a missing
+    // profile inside it.
+    layout.ensure_store()?;
+    profile::require(layout, &name)?;
+    let config = profile::load_config(layout, &name)?;
     // Catch signals before the session exists, so none can end us between acquire and release.
     let mut signals =
         Signals::catch().map_err(|e| coded(ErrorCode::Io, format!("cannot catch signals: {e}")))?;
-    let held = hold::acquire(
+    let held = app::acquire_held(
         layout,
-        &AcquireOptions {
-            profile: opts.profile.clone(),
+        &AcquireRequest {
+            profile: name,
             owner_pid: None,
             lease_ms: None,
-            link_mode: opts.link_mode,
-            held_session: None,
+            link_mode,
         },
     )?;
-    let id = held.acquired.session.clone();
+    let id = SessionId::parse(&held.acquired.session)?;
 
-    let mut argv = opts.command.into_iter();
+    let mut argv = command.into_iter();
     let program = argv.next().unwrap_or_else(|| OsString::from("claude"));
     let mut cmd = Command::new(&program);
     cmd.args(argv);
@@ -69,7 +70,7 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
         cmd.env_remove(key);
     }
     cmd.envs(&config.env);
-    cmd.env("CLAUDE_CONFIG_DIR", &held.acquired.config_dir);
+    cmd.envs(&held.acquired.env);
 
     // The command shares the hold: if this process is killed, the session lives on while the
     // command does, and its runtime is not reclaimed under it.
@@ -83,14 +84,14 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
             } else {
                 EXIT_NOT_EXECUTABLE
             };
-            Outcome::NotStarted(
+            Finished::NotStarted(
                 status,
                 format!("cannot run {}: {e}", program.to_string_lossy()),
             )
         }
         Ok(mut child) => {
-            let mut next_tick = Instant::now() + TICK_INTERVAL;
-            let mut cache = runtime::TickCache::long_lived();
+            let mut ticker = Ticker::new();
+            ticker.add(id.clone(), &held.acquired.profile);
             let status = loop {
                 for arrived in signals.pending() {
                     // The terminal already signalled the whole process group; only signals sent
@@ -107,18 +108,23 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Outcome> {
                         break EXIT_WRAPPER_FAILED;
                     }
                 }
-                if Instant::now() >= next_tick {
-                    if let Err(e) = runtime::tick_with(layout, &id, &mut cache) {
-                        eprintln!("clauth-helper run: tick failed: {e:#}");
+                for outcome in ticker.tick_if_due(layout) {
+                    match outcome {
+                        Outcome::Synced { .. } => {}
+                        Outcome::Ended { session } => eprintln!(
+                            "clauth-helper run: tick failed: session {session} was released by another process"
+                        ),
+                        Outcome::Failed { error, .. } => {
+                            eprintln!("clauth-helper run: tick failed: {}", error.message)
+                        }
                     }
-                    next_tick = Instant::now() + TICK_INTERVAL;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             };
-            Outcome::Exited(status)
+            Finished::Exited(status)
         }
     };
-    let released = runtime::release(layout, &id);
+    let released = app::release(layout, &id);
     drop(held);
     if let Err(e) = released {
         eprintln!("clauth-helper run: release failed: {e:#}");

@@ -1,17 +1,16 @@
 //! Session records and their liveness: owner process (pid and start time), lease, serve lock.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fs::File;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, coded};
 use crate::fsx;
+use crate::ids::random_hex;
 use crate::layout::Layout;
 use crate::platform;
+use crate::protocol::SessionId;
 
 /// One user of a runtime, stored as `sessions/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,55 +32,9 @@ pub struct SessionRecord {
     pub held: bool,
 }
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// `n` random bytes as hex, from the standard library's randomly seeded hasher mixed with the
-/// clock, the pid and a counter, so ids are unique across processes and calls.
-pub fn random_hex(n: usize) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut out = String::with_capacity(n * 2);
-    while out.len() < n * 2 {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        h.write_u32(std::process::id());
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out.truncate(n * 2);
-    out
-}
-
 /// A new session id: `s-` and 24 hex digits.
-pub fn new_id() -> String {
-    format!("s-{}", random_hex(12))
-}
-
-/// Checks that a session id from a request is safe to use in a path.
-pub fn check_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(coded(
-            ErrorCode::InvalidRequest,
-            "session must be a session id as returned by acquire (letters, digits, '-', '_')",
-        ))
-    }
+pub fn new_id() -> SessionId {
+    SessionId::parse(&format!("s-{}", random_hex(12))).expect("a generated id is valid")
 }
 
 impl SessionRecord {
@@ -105,13 +58,25 @@ impl SessionRecord {
     }
 }
 
+/// Opens the lock file of session `id` (created 0600), which a `serve` or `run` process holds
+/// for as long as the session is theirs.
+pub fn open_lock(layout: &Layout, id: &str) -> Result<File> {
+    let path = layout.session_lock(id);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    platform::create_mode(&mut options, fsx::PRIVATE_FILE);
+    options
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 /// Whether a `serve` or `run` process (or a command it shared the hold with) still holds the
 /// lock of session `id`.
 fn holder_lock_held(layout: &Layout, id: &str) -> bool {
     if !layout.session_lock(id).exists() {
         return false;
     }
-    match crate::hold::open_lock(layout, id) {
+    match open_lock(layout, id) {
         Ok(file) => match file.try_lock() {
             // We got it, so nobody holds it: the holder is gone. Dropping the file unlocks it.
             Ok(()) => false,
@@ -160,8 +125,7 @@ fn key(r: &Result<SessionRecord, String>) -> (i64, String) {
 }
 
 /// Reads one record, or fails with `session_not_found`.
-pub fn load(layout: &Layout, id: &str) -> Result<SessionRecord> {
-    check_id(id)?;
+pub fn load(layout: &Layout, id: &SessionId) -> Result<SessionRecord> {
     let path = layout.session_record(id);
     let bytes = fsx::read_optional(&path)?
         .ok_or_else(|| coded(ErrorCode::SessionNotFound, format!("no session {id}")))?;

@@ -7,8 +7,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::error::ErrorCode;
-use crate::runtime::SyncReport;
+use super::error::{CodedError, ErrorCode};
+use super::response::SyncReport;
 
 /// `"protocol": 1`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,36 +95,6 @@ pub enum Answer<T> {
     Failure(Failure),
 }
 
-/// A request: the envelope's optional `protocol` and the verb's fields. Unknown fields are
-/// ignored.
-#[derive(Debug, Clone, JsonSchema)]
-pub struct RequestOf<T> {
-    /// When present, must be a protocol version this binary speaks (1).
-    pub protocol: Option<u64>,
-    #[serde(flatten)]
-    pub body: T,
-}
-
-/// A serve-mode request line: a one-shot request plus `verb` and an optional `id`.
-#[derive(Debug, Clone, JsonSchema)]
-pub struct ServeRequest {
-    /// Echoed in the response; any JSON value.
-    pub id: Option<Value>,
-    pub protocol: Option<u64>,
-    #[serde(flatten)]
-    pub body: ServeVerb,
-}
-
-#[derive(Debug, Clone, JsonSchema)]
-#[serde(tag = "verb", rename_all = "snake_case")]
-pub enum ServeVerb {
-    Acquire(super::AcquireRequest),
-    Tick(super::SessionRequest),
-    Release(super::SessionRequest),
-    Status(super::StatusRequest),
-    Capabilities(super::CapabilitiesRequest),
-}
-
 /// A serve-mode event line: no `id`, an `event` name, and the session it concerns.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Event {
@@ -146,4 +116,45 @@ pub enum EventBody {
     SessionEnded { session: String },
     /// A background tick failed; the session is still held and ticking goes on.
     TickFailed { session: String, error: ErrorBody },
+}
+
+/// `{"protocol": 1, "ok": true, ...body}`; `id` is echoed when given (serve).
+pub fn success(id: Option<&Value>, body: &impl Serialize) -> Value {
+    let line = Success {
+        protocol: ProtocolV1,
+        id: id.cloned(),
+        ok: Flag,
+        body,
+    };
+    serde_json::to_value(line).unwrap_or(Value::Null)
+}
+
+/// `{"protocol": 1, "ok": false, "error": {code, message, retryable}}`.
+pub fn failure(id: Option<&Value>, err: &CodedError) -> Value {
+    let line = Failure {
+        protocol: ProtocolV1,
+        id: id.cloned(),
+        ok: Flag,
+        error: ErrorBody::of(err),
+    };
+    serde_json::to_value(line).unwrap_or(Value::Null)
+}
+
+impl ErrorBody {
+    pub fn of(err: &CodedError) -> ErrorBody {
+        ErrorBody {
+            code: err.code,
+            message: err.message.clone(),
+            retryable: err.code.retryable(),
+        }
+    }
+}
+
+/// An event line for serve.
+pub fn event(body: EventBody) -> Value {
+    serde_json::to_value(Event {
+        protocol: ProtocolV1,
+        body,
+    })
+    .unwrap_or(Value::Null)
 }

@@ -4,9 +4,11 @@
 use schemars::{JsonSchema, generate::SchemaSettings};
 use serde_json::Value;
 
-use super::envelope::{Answer, Event, Failure, RequestOf, ServeRequest};
-use super::{AcquireRequest, Capabilities, CapabilitiesRequest, SessionRequest, StatusRequest};
-use crate::runtime::{Acquired, Released, Status, Ticked};
+use super::envelope::{Answer, Event, Failure};
+use super::request::{
+    AcquireRequest, CapabilitiesRequest, RequestOf, ServeRequest, SessionRequest, StatusRequest,
+};
+use super::response::{Acquired, Capabilities, Released, Status, Ticked};
 
 fn schema_of<T: JsonSchema>(title: &str) -> Value {
     let generator = SchemaSettings::draft2020_12().into_generator();

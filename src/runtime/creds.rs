@@ -49,7 +49,7 @@ fn save_if_newer(bytes: &[u8], canonical: &Path, report: &mut SyncReport) -> Res
             .context("the credentials file has no directory")?;
         let aside = dir.join(format!(
             "credentials.rejected-{}.json",
-            crate::session::now_ms()
+            crate::ids::now_ms()
         ));
         fsx::atomic_write(&aside, bytes, fsx::PRIVATE_FILE)?;
         report.credentials_rejected = Some(format!(

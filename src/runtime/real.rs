@@ -85,7 +85,7 @@ fn adopt_name(name: &str) -> String {
     format!(
         "{}adopt-{}-{name}",
         fsx::TEMP_PREFIX,
-        crate::session::random_hex(4)
+        crate::ids::random_hex(4)
     )
 }
 
@@ -153,7 +153,7 @@ fn fold(home: &Path, src: &Path, dst: &Path, report: &mut SyncReport) -> Result<
     }
     if src_meta.is_dir() != dst_meta.is_dir() {
         // A file became a directory or the reverse: keep the home's as a conflict copy.
-        let aside = super::conflict_name(dst, "home");
+        let aside = super::names::conflict_name(dst, "home");
         fs::rename(dst, &aside).with_context(|| format!("cannot move {} aside", dst.display()))?;
         let shown = aside.strip_prefix(home).unwrap_or(&aside);
         report.conflicts.push(shown.to_string_lossy().into_owned());

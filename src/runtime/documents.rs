@@ -17,57 +17,8 @@ use crate::fsx::{self, Stamp};
 use crate::layout::Layout;
 use crate::profile::ProfileConfig;
 
-/// Keys of `.claude.json` that belong to the account, so they stay with the profile. Found by
-/// reading what Claude Code 2.1 writes (see README, "Shared and per-profile"): the account and
-/// its API key, caches evaluated for the account or organisation, and the device ids, which are
-/// kept per profile so that two accounts are not linked by one id.
-pub const ACCOUNT_KEYS: &[&str] = &[
-    // The account itself and credentials-like values.
-    "oauthAccount",
-    "primaryApiKey",
-    "customApiKeyResponses",
-    // Device ids, random per config directory.
-    "userID",
-    "machineID",
-    // Feature flags and caches evaluated for the account or its organisation.
-    "cachedGrowthBookFeatures",
-    "cachedGrowthBookFeaturesAt",
-    "cachedExperimentFeatures",
-    "cachedDynamicConfigs",
-    "cachedStatsigGates",
-    "cachedExtraUsageDisabledReason",
-    "claudeCodeFirstTokenDate",
-    "passesEligibilityCache",
-    "passesLastSeenRemaining",
-    "passesUpsellSeenCount",
-    "hasVisitedPasses",
-    "groveConfigCache",
-    "metricsStatusCache",
-    "penguinModeOrgEnabled",
-    "fableOverageConsentV2",
-    "fotwEligibilityCache",
-    "fotwClaimedFeatures",
-    "fotwUpsellFulfilled",
-    "modelAccessCache",
-    "additionalModelOptionsCache",
-    "additionalModelCostsCache",
-    "clientDataCache",
-    "clientDataCacheSlots",
-    "subscriptionNoticeCount",
-    "hasAvailableSubscription",
-    "hasAvailableMaxSubscription",
-    "lastSeenOrgDefaultUpdatedAt",
-    "bridgeOauthDeadExpiresAt",
-    "bridgeOauthDeadFailCount",
-    "hasAcknowledgedCostThreshold",
-    // Written by earlier versions.
-    "s1mAccessCache",
-    "s1mNonSubscriberAccessCache",
-    "fallbackAvailableWarningThreshold",
-    "recommendedSubscription",
-    "subscriptionUpsellShownCount",
-    "hasOpusPlanDefault",
-];
+use super::SyncReport;
+use super::account::{ACCOUNT_KEYS, load_account, save_account};
 
 /// What a tick last knew of one document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -177,8 +128,7 @@ impl Doc<'_> {
                     }
                 }
                 if account != load_account(layout, profile)? {
-                    let bytes = serde_json::to_vec_pretty(&account)?;
-                    fsx::atomic_write(&layout.profile_account(profile), &bytes, fsx::PRIVATE_FILE)?;
+                    save_account(layout, profile, &account)?;
                     saved_profile = true;
                 }
             }
@@ -187,31 +137,8 @@ impl Doc<'_> {
     }
 }
 
-/// Copies the account keys of `~/.claude.json` into a profile (for `profile add --from-claude`).
-/// A home document that does not parse gives nothing.
-pub fn import_account(layout: &Layout, profile: &str) -> Result<()> {
-    let Ok(Some(home)) = read_object(&layout.claude_json) else {
-        return Ok(());
-    };
-    let account: Map<String, Value> = home
-        .into_iter()
-        .filter(|(k, _)| ACCOUNT_KEYS.contains(&k.as_str()))
-        .collect();
-    if account.is_empty() {
-        return Ok(());
-    }
-    let bytes = serde_json::to_vec_pretty(&account)?;
-    fsx::atomic_write(&layout.profile_account(profile), &bytes, fsx::PRIVATE_FILE)
-}
-
-fn load_account(layout: &Layout, profile: &str) -> Result<Map<String, Value>> {
-    Ok(fsx::read_optional(&layout.profile_account(profile))?
-        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
-        .unwrap_or_default())
-}
-
 /// Reads a JSON object; `Ok(None)` when the file is missing, `Err` when it does not parse.
-fn read_object(path: &Path) -> Result<Option<Map<String, Value>>> {
+pub(super) fn read_object(path: &Path) -> Result<Option<Map<String, Value>>> {
     match fsx::read_optional(path)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice::<Map<String, Value>>(&bytes)
@@ -383,4 +310,36 @@ fn apply_changes(
             target.shift_remove(k);
         }
     }
+}
+
+/// Syncs `settings.json` and `.claude.json`; returns whether the state changed.
+pub fn sync_all(
+    layout: &Layout,
+    profile: &str,
+    config: &ProfileConfig,
+    cfg: &Path,
+    state: &mut super::RuntimeState,
+    report: &mut SyncReport,
+) -> Result<bool> {
+    let settings = sync(
+        &Doc::Settings(config),
+        &layout.claude_home.join("settings.json"),
+        &cfg.join("settings.json"),
+        &mut state.settings,
+    )?;
+    report.settings_saved = settings.saved_home;
+    if settings.rejected {
+        report.rejected_documents.push("settings.json".into());
+    }
+    let claude_json = sync(
+        &Doc::ClaudeJson { layout, profile },
+        &layout.claude_json,
+        &cfg.join(".claude.json"),
+        &mut state.claude_json,
+    )?;
+    report.claude_json_saved = claude_json.saved_home || claude_json.saved_profile;
+    if claude_json.rejected {
+        report.rejected_documents.push(".claude.json".into());
+    }
+    Ok(settings.touched || claude_json.touched)
 }

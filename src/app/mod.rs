@@ -1,0 +1,47 @@
+//! The application layer: the one place where the state lock, session records and runtimes
+//! meet. Every verb of the protocol, profile administration and the held acquires of `serve`
+//! and `run` are here; the protocol's [`Handler`](crate::protocol::Handler) for one-shot calls is
+//! [`OneShot`].
+
+mod admin;
+mod handler;
+mod sessions;
+
+use anyhow::Result;
+
+pub use admin::{Collected, add_profile, gc, profile_status, remove_profile};
+pub use handler::OneShot;
+pub use sessions::{Held, acquire, acquire_held, release, status, tick, tick_with};
+
+use crate::ids::now_ms;
+use crate::layout::Layout;
+use crate::session::{self, SessionRecord};
+
+/// Removes records of dead sessions; returns the live ones and how many were removed.
+fn prune(layout: &Layout) -> Result<(Vec<SessionRecord>, usize)> {
+    let now = now_ms();
+    let mut live = Vec::new();
+    let mut pruned = 0;
+    for record in session::load_all(layout)? {
+        match record {
+            Ok(r) if r.is_alive(layout, now) => live.push(r),
+            Ok(r) => {
+                session::remove(layout, &r.id)?;
+                pruned += 1;
+            }
+            Err(id) => {
+                session::remove(layout, &id)?;
+                pruned += 1;
+            }
+        }
+    }
+    Ok((live, pruned))
+}
+
+/// The live sessions of one profile.
+fn live_of<'a>(
+    live: &'a [SessionRecord],
+    profile: &str,
+) -> impl Iterator<Item = &'a SessionRecord> {
+    live.iter().filter(move |r| r.profile == profile)
+}

@@ -1,0 +1,157 @@
+//! Responses of protocol v1 and the sync report they share: the types that are serialised, and
+//! from which the response schemas are derived.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How a runtime presents the claude home's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMode {
+    Real,
+    Fake,
+}
+
+impl LinkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkMode::Real => "real",
+            LinkMode::Fake => "fake",
+        }
+    }
+}
+
+/// What one sync did; every field says something a caller may want to show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct SyncReport {
+    /// Credentials the session refreshed or logged in were saved to the profile.
+    pub credentials_saved: bool,
+    /// Why the session's credentials were not saved, when they were not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_rejected: Option<String>,
+    /// Top-level entries the session created or replaced, folded into the claude home (real mode).
+    pub adopted: Vec<String>,
+    /// Entries the claude home gained, linked into the runtime (real mode).
+    pub linked: Vec<String>,
+    /// Entries the claude home lost, unlinked from the runtime (real mode).
+    pub unlinked: Vec<String>,
+    /// Files copied by the mirror (fake mode).
+    pub copied_to_home: u64,
+    pub copied_to_runtime: u64,
+    pub deleted_in_home: u64,
+    pub deleted_in_runtime: u64,
+    /// Conflict copies written, relative to the claude home.
+    pub conflicts: Vec<String>,
+    /// `settings.json` changes of the session saved to the claude home.
+    pub settings_saved: bool,
+    /// `.claude.json` changes saved to the claude home or the profile.
+    pub claude_json_saved: bool,
+    /// A runtime document that did not parse and was left alone.
+    pub rejected_documents: Vec<String>,
+}
+
+impl SyncReport {
+    /// Whether anything was saved or moved (serve sends an event then).
+    pub fn is_eventful(&self) -> bool {
+        self.credentials_saved
+            || self.credentials_rejected.is_some()
+            || !self.adopted.is_empty()
+            || self.copied_to_home > 0
+            || self.deleted_in_home > 0
+            || !self.conflicts.is_empty()
+            || self.settings_saved
+            || self.claude_json_saved
+    }
+}
+
+/// `acquire`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Acquired {
+    pub session: String,
+    pub profile: String,
+    pub config_dir: PathBuf,
+    pub link_mode: LinkMode,
+    /// Variables to set for Claude Code: `CLAUDE_CONFIG_DIR`.
+    pub env: BTreeMap<String, String>,
+    /// Inherited variables a launcher should remove, since they would override the profile's
+    /// account (`ANTHROPIC_BASE_URL` only when the profile does not set it).
+    pub env_remove: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<i64>,
+}
+
+/// `tick`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Ticked {
+    pub session: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<i64>,
+    #[serde(flatten)]
+    pub report: SyncReport,
+}
+
+/// `release`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Released {
+    pub session: String,
+    pub runtime_removed: bool,
+    pub remaining_sessions: usize,
+    #[serde(flatten)]
+    pub report: SyncReport,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SessionInfo {
+    pub session: String,
+    pub created_at: i64,
+    pub owner_pid: Option<u32>,
+    pub lease_expires_at: Option<i64>,
+    /// Held by a `serve` or `run` process: it ends when that process does.
+    pub held: bool,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RuntimeInfo {
+    pub config_dir: PathBuf,
+    pub link_mode: LinkMode,
+    /// No live session uses it (left by a crash); the next acquire or `gc` reclaims it.
+    pub orphaned: bool,
+}
+
+/// The summary reported by `status` and `profile show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(rename = "Report")]
+pub struct CredentialsReport {
+    pub present: bool,
+    pub expires_at: Option<i64>,
+    pub subscription_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ProfileStatus {
+    pub name: String,
+    pub sessions: Vec<SessionInfo>,
+    pub runtime: Option<RuntimeInfo>,
+    pub credentials: CredentialsReport,
+}
+
+/// `status`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Status {
+    pub profiles: Vec<ProfileStatus>,
+}
+
+/// `capabilities`: what this binary speaks.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Capabilities {
+    /// Every protocol version this binary answers.
+    pub protocol_versions: Vec<u64>,
+    pub verbs: Vec<String>,
+    /// Optional behaviours; a client checks for one before relying on it.
+    pub features: Vec<String>,
+    /// The clauth-helper version.
+    pub version: String,
+}

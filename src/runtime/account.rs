@@ -1,0 +1,92 @@
+//! The account-bound keys of `.claude.json`: which they are, and the profile's copy of them
+//! (`profiles/<name>/account.json`).
+
+use anyhow::Result;
+use serde_json::{Map, Value};
+
+use super::documents::read_object;
+use crate::fsx;
+use crate::layout::Layout;
+
+/// Keys of `.claude.json` that belong to the account, so they stay with the profile. Found by
+/// reading what Claude Code 2.1 writes (see README, "Shared and per-profile"): the account and
+/// its API key, caches evaluated for the account or organisation, and the device ids, which are
+/// kept per profile so that two accounts are not linked by one id.
+pub const ACCOUNT_KEYS: &[&str] = &[
+    // The account itself and credentials-like values.
+    "oauthAccount",
+    "primaryApiKey",
+    "customApiKeyResponses",
+    // Device ids, random per config directory.
+    "userID",
+    "machineID",
+    // Feature flags and caches evaluated for the account or its organisation.
+    "cachedGrowthBookFeatures",
+    "cachedGrowthBookFeaturesAt",
+    "cachedExperimentFeatures",
+    "cachedDynamicConfigs",
+    "cachedStatsigGates",
+    "cachedExtraUsageDisabledReason",
+    "claudeCodeFirstTokenDate",
+    "passesEligibilityCache",
+    "passesLastSeenRemaining",
+    "passesUpsellSeenCount",
+    "hasVisitedPasses",
+    "groveConfigCache",
+    "metricsStatusCache",
+    "penguinModeOrgEnabled",
+    "fableOverageConsentV2",
+    "fotwEligibilityCache",
+    "fotwClaimedFeatures",
+    "fotwUpsellFulfilled",
+    "modelAccessCache",
+    "additionalModelOptionsCache",
+    "additionalModelCostsCache",
+    "clientDataCache",
+    "clientDataCacheSlots",
+    "subscriptionNoticeCount",
+    "hasAvailableSubscription",
+    "hasAvailableMaxSubscription",
+    "lastSeenOrgDefaultUpdatedAt",
+    "bridgeOauthDeadExpiresAt",
+    "bridgeOauthDeadFailCount",
+    "hasAcknowledgedCostThreshold",
+    // Written by earlier versions.
+    "s1mAccessCache",
+    "s1mNonSubscriberAccessCache",
+    "fallbackAvailableWarningThreshold",
+    "recommendedSubscription",
+    "subscriptionUpsellShownCount",
+    "hasOpusPlanDefault",
+];
+
+/// Copies the account keys of `~/.claude.json` into a profile (for `profile add --from-claude`).
+/// A home document that does not parse gives nothing.
+pub fn import_account(layout: &Layout, profile: &str) -> Result<()> {
+    let Ok(Some(home)) = read_object(&layout.claude_json) else {
+        return Ok(());
+    };
+    let account: Map<String, Value> = home
+        .into_iter()
+        .filter(|(k, _)| ACCOUNT_KEYS.contains(&k.as_str()))
+        .collect();
+    if account.is_empty() {
+        return Ok(());
+    }
+    save_account(layout, profile, &account)
+}
+
+pub(super) fn load_account(layout: &Layout, profile: &str) -> Result<Map<String, Value>> {
+    Ok(fsx::read_optional(&layout.profile_account(profile))?
+        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
+        .unwrap_or_default())
+}
+
+pub(super) fn save_account(
+    layout: &Layout,
+    profile: &str,
+    account: &Map<String, Value>,
+) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(account)?;
+    fsx::atomic_write(&layout.profile_account(profile), &bytes, fsx::PRIVATE_FILE)
+}
