@@ -7,7 +7,7 @@
 //! `npm install --prefix target/e2e @anthropic-ai/claude-code && cargo test --test e2e -- --include-ignored`
 //! (or point `CLAUTH_E2E_CLAUDE` at a `claude` binary).
 
-#[path = "../it/support.rs"]
+#[path = "../support/mod.rs"]
 #[allow(dead_code)]
 mod support;
 

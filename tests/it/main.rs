@@ -1,5 +1,6 @@
 //! Integration tests through the real binary, each on its own copy of a fixture home.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 mod cli;
