@@ -1,6 +1,7 @@
 //! Integration tests through the real binary, each on its own copy of a fixture home.
 
 #[path = "../support/mod.rs"]
+#[allow(dead_code)]
 mod support;
 
 mod cli;

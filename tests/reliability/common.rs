@@ -6,198 +6,14 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::support::{Fixture, all_fixture_tokens};
-
-/// Every code the program can answer with (`ErrorCode::ALL` of src/error.rs, DESIGN.md's list
-/// plus the profile and store codes).
-pub const ERROR_CODES: &[&str] = &[
-    "invalid_request",
-    "unknown_verb",
-    "unsupported_protocol",
-    "invalid_profile_name",
-    "profile_not_found",
-    "profile_exists",
-    "profile_busy",
-    "invalid_credentials",
-    "claude_home_missing",
-    "session_not_found",
-    "link_mode_conflict",
-    "lock_timeout",
-    "unsafe_store",
-    "io",
-];
+use crate::support::{Fixture, Response, decode_response, scan};
 
 pub fn bin_path() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_clauth-helper"))
-}
-
-fn tokens() -> &'static [String] {
-    static TOKENS: OnceLock<Vec<String>> = OnceLock::new();
-    TOKENS.get_or_init(all_fixture_tokens)
-}
-
-/// Fails when `bytes` hold any fixture token, anything with the token prefix `sk-ant-` (every
-/// generated token has it too), or a panic message.
-pub fn scan(what: &str, bytes: &[u8]) {
-    let text = String::from_utf8_lossy(bytes);
-    assert!(
-        !text.contains("sk-ant-"),
-        "{what} holds a token:\n{}",
-        clip(&text)
-    );
-    for token in tokens() {
-        assert!(
-            !text.contains(token.as_str()),
-            "{what} holds a fixture token"
-        );
-    }
-    assert!(
-        !text.contains("panicked"),
-        "{what} reports a panic:\n{}",
-        clip(&text)
-    );
-}
-
-pub fn clip(text: &str) -> String {
-    if text.len() <= 600 {
-        text.to_owned()
-    } else {
-        let mut end = 600;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}... ({} bytes)", &text[..end], text.len())
-    }
-}
-
-/// A response of a one-shot call.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub verb: String,
-    pub request: String,
-    pub json: Value,
-    pub stdout: String,
-    pub stderr: String,
-    /// Exit code; `None` when killed by a signal.
-    pub code: Option<i32>,
-}
-
-impl Reply {
-    pub fn describe(&self) -> String {
-        format!(
-            "verb: {}\nrequest: {}\nexit: {:?}\nstdout: {}\nstderr: {}",
-            self.verb,
-            clip(&self.request),
-            self.code,
-            clip(&self.stdout),
-            clip(&self.stderr)
-        )
-    }
-
-    pub fn is_ok(&self) -> bool {
-        self.json["ok"] == json!(true)
-    }
-
-    pub fn error_code(&self) -> Option<&str> {
-        self.json["error"]["code"].as_str()
-    }
-
-    /// Asserts success (ok:true and exit 0) and returns the body.
-    pub fn ok(&self) -> &Value {
-        assert!(
-            self.is_ok() && self.code == Some(0),
-            "expected ok\n{}",
-            self.describe()
-        );
-        &self.json
-    }
-
-    /// Asserts a well-formed failure: ok:false, a known code, a message, `retryable` a
-    /// boolean, a non-zero exit.
-    pub fn assert_failure_shape(&self) {
-        assert_eq!(self.json["ok"], json!(false), "{}", self.describe());
-        let code = self.error_code().unwrap_or("");
-        assert!(
-            ERROR_CODES.contains(&code),
-            "unknown code {code:?}\n{}",
-            self.describe()
-        );
-        assert!(
-            self.json["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{}",
-            self.describe()
-        );
-        assert_eq!(
-            self.json["error"]["retryable"],
-            json!(code == "lock_timeout"),
-            "{}",
-            self.describe()
-        );
-        assert!(
-            matches!(self.code, Some(c) if c != 0),
-            "errors exit non-zero\n{}",
-            self.describe()
-        );
-    }
-
-    /// Asserts failure with `code`.
-    pub fn err(&self, code: &str) -> &Value {
-        self.assert_failure_shape();
-        assert_eq!(self.error_code(), Some(code), "{}", self.describe());
-        &self.json
-    }
-}
-
-/// Decodes the one JSON line a one-shot call must print, after scanning both outputs.
-pub fn decode_reply(
-    verb: &str,
-    request: &[u8],
-    stdout: &[u8],
-    stderr: &[u8],
-    code: Option<i32>,
-) -> Reply {
-    scan(&format!("stdout of {verb}"), stdout);
-    scan(&format!("stderr of {verb}"), stderr);
-    let stdout = String::from_utf8_lossy(stdout).into_owned();
-    let stderr = String::from_utf8_lossy(stderr).into_owned();
-    let request = String::from_utf8_lossy(request).into_owned();
-    assert!(
-        stdout.ends_with('\n') && stdout.matches('\n').count() == 1,
-        "exactly one line on stdout\nverb: {verb}\nrequest: {}\nexit: {code:?}\nstdout: {}\nstderr: {}",
-        clip(&request),
-        clip(&stdout),
-        clip(&stderr)
-    );
-    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e})\nverb: {verb}\nrequest: {}\nstdout: {}",
-            clip(&request),
-            clip(&stdout)
-        )
-    });
-    assert!(json.is_object(), "stdout is one JSON object: {stdout}");
-    assert_eq!(json["protocol"], json!(1), "{stdout}");
-    assert!(json["ok"].is_boolean(), "{stdout}");
-    assert_eq!(
-        json["ok"] == json!(true),
-        code == Some(0),
-        "exit 0 exactly when ok\nverb: {verb}\nexit: {code:?}\nstdout: {stdout}"
-    );
-    Reply {
-        verb: verb.to_owned(),
-        request,
-        json,
-        stdout,
-        stderr,
-        code,
-    }
 }
 
 /// The real binary with a clean environment pointing at one home and one store.
@@ -287,18 +103,18 @@ impl Bin {
     }
 
     /// One protocol call: `verb` with raw `body`.
-    pub fn raw(&self, verb: &str, body: &[u8]) -> Reply {
+    pub fn raw(&self, verb: &str, body: &[u8]) -> Response {
         let child = self.spawn(&[verb], body);
         let out = child.wait_with_output().unwrap();
-        decode_reply(verb, body, &out.stdout, &out.stderr, out.status.code())
+        decode_response(verb, body, &out.stdout, &out.stderr, out.status.code())
     }
 
-    pub fn call(&self, verb: &str, body: &Value) -> Reply {
+    pub fn call(&self, verb: &str, body: &Value) -> Response {
         self.raw(verb, body.to_string().as_bytes())
     }
 
     /// A call retried while it answers `lock_timeout`; returns the reply and the retries.
-    pub fn call_retrying(&self, verb: &str, body: &Value) -> (Reply, u64) {
+    pub fn call_retrying(&self, verb: &str, body: &Value) -> (Response, u64) {
         let mut retries = 0;
         loop {
             let reply = self.call(verb, body);

@@ -60,12 +60,50 @@ pub fn all_fixture_tokens() -> Vec<String> {
     tokens
 }
 
+fn tokens() -> &'static [String] {
+    static TOKENS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TOKENS.get_or_init(all_fixture_tokens)
+}
+
+/// Fails when `bytes` hold any fixture token or anything with the token prefix `sk-ant-`
+/// (every generated token has it too).
 pub fn assert_no_secret(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    // Any fixture token, and the common prefix of every token, stay out of outputs.
-    assert!(!text.contains("sk-ant-"), "{what} holds a token:\n{text}");
-    for token in all_fixture_tokens() {
-        assert!(!text.contains(&token), "{what} holds a token:\n{text}");
+    assert!(
+        !text.contains("sk-ant-"),
+        "{what} holds a token:\n{}",
+        clip(&text)
+    );
+    for token in tokens() {
+        assert!(
+            !text.contains(token.as_str()),
+            "{what} holds a fixture token"
+        );
+    }
+}
+
+/// What every output of the binary is checked for: no secret (`assert_no_secret`) and no panic
+/// message.
+pub fn scan(what: &str, bytes: &[u8]) {
+    assert_no_secret(what, bytes);
+    let text = String::from_utf8_lossy(bytes);
+    assert!(
+        !text.contains("panicked"),
+        "{what} reports a panic:\n{}",
+        clip(&text)
+    );
+}
+
+/// `text`, cut after 600 bytes.
+pub fn clip(text: &str) -> String {
+    if text.len() <= 600 {
+        text.to_owned()
+    } else {
+        let mut end = 600;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}... ({} bytes)", &text[..end], text.len())
     }
 }
 
@@ -82,26 +120,59 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-/// A response as a caller sees it.
-#[derive(Debug)]
+/// Every code the program can answer with (`ErrorCode::ALL` of src/error.rs).
+pub const ERROR_CODES: &[&str] = &[
+    "invalid_request",
+    "unknown_verb",
+    "unsupported_protocol",
+    "invalid_profile_name",
+    "profile_not_found",
+    "profile_exists",
+    "profile_busy",
+    "invalid_credentials",
+    "claude_home_missing",
+    "session_not_found",
+    "link_mode_conflict",
+    "lock_timeout",
+    "unsafe_store",
+    "io",
+];
+
+/// A response of a one-shot call, as a caller sees it.
+#[derive(Debug, Clone)]
 pub struct Response {
+    pub verb: String,
     pub request: String,
     pub json: Value,
     pub stdout: String,
     pub stderr: String,
+    /// Exit code; `None` when killed by a signal.
     pub code: Option<i32>,
 }
 
 impl Response {
-    fn context(&self) -> String {
+    /// What a failed assertion on this response shows.
+    pub fn context(&self) -> String {
         format!(
-            "request: {}\nexit: {:?}\nstdout: {}\nstderr: {}",
-            self.request, self.code, self.stdout, self.stderr
+            "verb: {}\nrequest: {}\nexit: {:?}\nstdout: {}\nstderr: {}",
+            self.verb,
+            clip(&self.request),
+            self.code,
+            clip(&self.stdout),
+            clip(&self.stderr)
         )
     }
 
-    /// Asserts success and returns the body.
-    pub fn ok(self) -> Value {
+    pub fn is_ok(&self) -> bool {
+        self.json["ok"] == json!(true)
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        self.json["error"]["code"].as_str()
+    }
+
+    /// Asserts success (ok:true and exit 0) and returns the body.
+    pub fn ok(&self) -> Value {
         assert_eq!(
             self.json["ok"],
             json!(true),
@@ -114,21 +185,22 @@ impl Response {
             "ok responses exit 0\n{}",
             self.context()
         );
-        self.json
+        self.json.clone()
     }
 
-    /// Asserts failure with `code` and returns the body.
-    pub fn err(self, code: &str) -> Value {
+    /// Asserts a well-formed failure: ok:false, a known code, a message, `retryable` a boolean
+    /// that is true for `lock_timeout` only, a non-zero exit.
+    pub fn assert_failure_shape(&self) {
         assert_eq!(
             self.json["ok"],
             json!(false),
             "expected an error\n{}",
             self.context()
         );
-        assert_eq!(
-            self.json["error"]["code"],
-            json!(code),
-            "wrong code\n{}",
+        let code = self.error_code().unwrap_or("");
+        assert!(
+            ERROR_CODES.contains(&code),
+            "unknown code {code:?}\n{}",
             self.context()
         );
         assert!(
@@ -143,14 +215,82 @@ impl Response {
             "{}",
             self.context()
         );
-        assert_ne!(
-            self.code,
-            Some(0),
+        assert_eq!(
+            self.json["error"]["retryable"],
+            json!(code == "lock_timeout"),
+            "{}",
+            self.context()
+        );
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
             "errors exit non-zero\n{}",
             self.context()
         );
-        self.json
     }
+
+    /// Asserts failure with `code` and returns the body.
+    pub fn err(&self, code: &str) -> Value {
+        self.assert_failure_shape();
+        assert_eq!(
+            self.error_code(),
+            Some(code),
+            "wrong code\n{}",
+            self.context()
+        );
+        self.json.clone()
+    }
+}
+
+/// Decodes the one JSON line a one-shot call must print, after scanning both outputs.
+pub fn decode_response(
+    verb: &str,
+    request: &[u8],
+    stdout: &[u8],
+    stderr: &[u8],
+    code: Option<i32>,
+) -> Response {
+    scan(&format!("stdout of {verb}"), stdout);
+    scan(&format!("stderr of {verb}"), stderr);
+    let mut response = Response {
+        verb: verb.to_owned(),
+        request: String::from_utf8_lossy(request).into_owned(),
+        json: Value::Null,
+        stdout: String::from_utf8_lossy(stdout).into_owned(),
+        stderr: String::from_utf8_lossy(stderr).into_owned(),
+        code,
+    };
+    let stdout = &response.stdout;
+    assert!(
+        stdout.ends_with('\n') && stdout.matches('\n').count() == 1,
+        "exactly one line on stdout\n{}",
+        response.context()
+    );
+    response.json = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", response.context()));
+    let json = &response.json;
+    assert!(
+        json.is_object(),
+        "stdout is one JSON object\n{}",
+        response.context()
+    );
+    assert_eq!(
+        json["protocol"],
+        json!(1),
+        "every response carries protocol 1\n{}",
+        response.context()
+    );
+    assert!(
+        json["ok"].is_boolean(),
+        "ok is a boolean\n{}",
+        response.context()
+    );
+    assert_eq!(
+        json["ok"] == json!(true),
+        code == Some(0),
+        "exit 0 exactly when ok\n{}",
+        response.context()
+    );
+    response
 }
 
 /// One test's world: a claude home copied from the fixtures and an empty store.
@@ -216,7 +356,7 @@ impl Fixture {
         cmd
     }
 
-    /// Runs `args` with `stdin`, checks that no output holds a secret.
+    /// Runs `args` with `stdin`; checks that no output holds a secret or a panic.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
         let out = self
             .command()
@@ -224,34 +364,15 @@ impl Fixture {
             .write_stdin(stdin.to_vec())
             .output()
             .unwrap();
-        assert_no_secret("stdout", &out.stdout);
-        assert_no_secret("stderr", &out.stderr);
+        scan("stdout", &out.stdout);
+        scan("stderr", &out.stderr);
         out
     }
 
     /// Sends one protocol request and decodes the single JSON line it answers.
     pub fn raw(&self, verb: &str, body: &[u8]) -> Response {
         let out = self.run(&[verb], body);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            stdout.ends_with('\n') && stdout.matches('\n').count() == 1,
-            "one line on stdout, got {stdout:?}\nstderr: {stderr}"
-        );
-        let json: Value = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"));
-        assert_eq!(
-            json["protocol"],
-            json!(1),
-            "every response carries protocol 1: {stdout}"
-        );
-        Response {
-            request: String::from_utf8_lossy(body).into_owned(),
-            json,
-            stdout,
-            stderr,
-            code: out.status.code(),
-        }
+        decode_response(verb, body, &out.stdout, &out.stderr, out.status.code())
     }
 
     pub fn request(&self, verb: &str, body: Value) -> Response {
