@@ -1,132 +1,14 @@
-//! Helpers of this suite beside the shared harness: a runner of the real binary that scans every
-//! output, a seeded RNG, generated credentials, Claude Code-style writes and tree checks.
+//! Helpers of this suite beside the shared harness (`tests/support`): a seeded RNG, generated
+//! credentials, Claude Code-style writes and tree checks.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{Value, json};
-
-use crate::support::{Fixture, Response, decode_response, scan};
-
-pub fn bin_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_clauth-helper"))
-}
-
-/// The real binary with a clean environment pointing at one home and one store.
-#[derive(Debug, Clone)]
-pub struct Bin {
-    pub home: PathBuf,
-    pub store: PathBuf,
-    pub env: Vec<(String, String)>,
-    /// Run through `sh -c 'umask 000; exec ...'`.
-    pub permissive_umask: bool,
-}
-
-impl Bin {
-    pub fn of(f: &Fixture) -> Bin {
-        Bin {
-            home: f.home(),
-            store: f.store(),
-            env: Vec::new(),
-            permissive_umask: false,
-        }
-    }
-
-    pub fn with_env(mut self, key: &str, value: &str) -> Bin {
-        self.env.push((key.to_owned(), value.to_owned()));
-        self
-    }
-
-    pub fn with_permissive_umask(mut self) -> Bin {
-        self.permissive_umask = true;
-        self
-    }
-
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = if self.permissive_umask {
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg("umask 000; exec \"$0\" \"$@\"")
-                .arg(bin_path())
-                .args(args);
-            c
-        } else {
-            let mut c = Command::new(bin_path());
-            c.args(args);
-            c
-        };
-        cmd.env_clear()
-            .env("HOME", &self.home)
-            .env("CLAUTH_HOME", &self.store)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    /// Starts `args` with `stdin` written (by a thread, so a large input cannot block) and
-    /// closed.
-    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> Child {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn clauth-helper");
-        let mut input = child.stdin.take().unwrap();
-        if stdin.len() <= 16 * 1024 {
-            // Fits in the pipe: no thread needed. A helper that exits early makes this fail.
-            let _ = input.write_all(stdin);
-        } else {
-            let bytes = stdin.to_vec();
-            std::thread::spawn(move || {
-                let _ = input.write_all(&bytes);
-            });
-        }
-        child
-    }
-
-    /// Runs `args` to completion; returns (stdout, stderr, exit code), both outputs scanned.
-    pub fn run(&self, args: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, Option<i32>) {
-        let child = self.spawn(args, stdin);
-        let out = child.wait_with_output().unwrap();
-        let what = args.join(" ");
-        scan(&format!("stdout of {what}"), &out.stdout);
-        scan(&format!("stderr of {what}"), &out.stderr);
-        (out.stdout, out.stderr, out.status.code())
-    }
-
-    /// One protocol call: `verb` with raw `body`.
-    pub fn raw(&self, verb: &str, body: &[u8]) -> Response {
-        let child = self.spawn(&[verb], body);
-        let out = child.wait_with_output().unwrap();
-        decode_response(verb, body, &out.stdout, &out.stderr, out.status.code())
-    }
-
-    pub fn call(&self, verb: &str, body: &Value) -> Response {
-        self.raw(verb, body.to_string().as_bytes())
-    }
-
-    /// A call retried while it answers `lock_timeout`; returns the reply and the retries.
-    pub fn call_retrying(&self, verb: &str, body: &Value) -> (Response, u64) {
-        let mut retries = 0;
-        loop {
-            let reply = self.call(verb, body);
-            if reply.error_code() == Some("lock_timeout") {
-                assert_eq!(reply.json["error"]["retryable"], json!(true));
-                retries += 1;
-                continue;
-            }
-            return (reply, retries);
-        }
-    }
-}
+use serde_json::Value;
 
 /// A tiny deterministic RNG (xorshift64*), so every run of a seeded test does the same thing.
 #[derive(Debug, Clone)]

@@ -446,10 +446,10 @@ fn crash_run(mode: &'static str) {
             scan("stdout of a killed helper", &out);
             scan("stderr of a killed helper", &err);
         } else {
-            let reply = decode_response(verb, body.as_bytes(), &out, &err, status.code());
-            reply.ok();
+            let response = bin.decode(verb, body.as_bytes(), &out, &err, status.code());
+            response.ok();
             if verb == "acquire" {
-                session = Some(reply.json["session"].clone());
+                session = Some(response.json["session"].clone());
             }
         }
 

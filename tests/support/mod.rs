@@ -1,12 +1,13 @@
-//! The test harness: a fixture home per test, one command builder, decoded responses, and
-//! checks that no token ever reaches an output.
+//! The test harness of every test binary (`tests/it`, `tests/reliability`, `tests/e2e` include
+//! it): a fixture home per test, the one command builder of the binary (`Bin`), decoded
+//! responses, and checks that no token or panic ever reaches an output.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Command, Output, Stdio};
 
-use assert_cmd::Command;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -242,7 +243,7 @@ impl Response {
 }
 
 /// Decodes the one JSON line a one-shot call must print, after scanning both outputs.
-pub fn decode_response(
+fn decode_response(
     verb: &str,
     request: &[u8],
     stdout: &[u8],
@@ -291,6 +292,192 @@ pub fn decode_response(
         response.context()
     );
     response
+}
+
+/// The binary under test.
+pub fn bin_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_clauth-helper"))
+}
+
+/// Every environment variable the program reads (src/layout.rs, the fake runtime's progress),
+/// and those `run` would pass on to Claude Code that choose its account, its config directory,
+/// its network or its certificates. No command of the harness inherits any of them.
+pub const PROGRAM_ENV: &[&str] = &[
+    "HOME",
+    "USERPROFILE",
+    "USER",
+    "CLAUTH_HOME",
+    "CLAUTH_LOCK_TIMEOUT_MS",
+    "CLAUTH_LINK_MODE",
+    "CLAUTH_PROGRESS_AFTER_MS",
+    "CLAUTH_CREDENTIAL_STORE",
+    "CLAUDE_CONFIG_DIR",
+    "CLAUDE_SECURESTORAGE_CONFIG_DIR",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+    "CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+];
+
+/// The one command builder: the real binary run against one fixture. Its environment is the
+/// fixture's and nothing of the test process's: `PATH`, `HOME` (the fixture home), `CLAUTH_HOME`
+/// (the fixture store) and the extra variables given. Every command of the binary in every test
+/// binary comes from here, as a `std::process::Command` (`command`, `spawn`) or an
+/// `assert_cmd::Command` (`assert_command`), and `apply_env` gives the same environment to a
+/// program that wraps the binary (`sh`, `script`).
+#[derive(Debug, Clone)]
+pub struct Bin {
+    pub home: PathBuf,
+    pub store: PathBuf,
+    /// Extra variables, set last.
+    pub env: BTreeMap<String, String>,
+    /// Run through `sh -c 'umask 000; exec ...'`.
+    pub permissive_umask: bool,
+}
+
+impl Bin {
+    /// The binary against `f`, with the extra variables of `f.set_env`.
+    pub fn of(f: &Fixture) -> Bin {
+        Bin {
+            home: f.home(),
+            store: f.store(),
+            env: f.env.clone(),
+            permissive_umask: false,
+        }
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Bin {
+        self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn with_permissive_umask(mut self) -> Bin {
+        self.permissive_umask = true;
+        self
+    }
+
+    /// Gives `cmd` this environment: the test process's is cleared (every name of `PROGRAM_ENV`
+    /// is also removed by name, so that holds should the clearing ever go), then `PATH` is passed
+    /// on and `HOME`, `CLAUTH_HOME` and the extra variables are set. Never touches the test
+    /// process's own environment.
+    pub fn apply_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env_clear();
+        for key in PROGRAM_ENV {
+            cmd.env_remove(key);
+        }
+        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("CLAUTH_HOME", &self.store);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// The binary with `args` in this environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = if self.permissive_umask {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("umask 000; exec \"$0\" \"$@\"")
+                .arg(bin_path())
+                .args(args);
+            c
+        } else {
+            let mut c = Command::new(bin_path());
+            c.args(args);
+            c
+        };
+        self.apply_env(&mut cmd);
+        cmd
+    }
+
+    /// The same command as an `assert_cmd::Command`.
+    pub fn assert_command(&self, args: &[&str]) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.command(args))
+    }
+
+    /// Starts `args` on pipes with `stdin` written (by a thread, so a large input cannot block)
+    /// and closed.
+    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> Child {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn clauth-helper");
+        let mut input = child.stdin.take().unwrap();
+        if stdin.len() <= 16 * 1024 {
+            // Fits in the pipe: no thread needed. A helper that exits early makes this fail.
+            let _ = input.write_all(stdin);
+        } else {
+            let bytes = stdin.to_vec();
+            std::thread::spawn(move || {
+                let _ = input.write_all(&bytes);
+            });
+        }
+        child
+    }
+
+    /// Runs `args` with `stdin` to completion; both outputs scanned.
+    pub fn output(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let out = self.spawn(args, stdin).wait_with_output().unwrap();
+        let what = args.join(" ");
+        scan(&format!("stdout of {what}"), &out.stdout);
+        scan(&format!("stderr of {what}"), &out.stderr);
+        out
+    }
+
+    /// Runs `args` to completion; returns (stdout, stderr, exit code), both outputs scanned.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, Option<i32>) {
+        let out = self.output(args, stdin);
+        (out.stdout, out.stderr, out.status.code())
+    }
+
+    /// One protocol call: `verb` with raw `body`.
+    pub fn raw(&self, verb: &str, body: &[u8]) -> Response {
+        let out = self.spawn(&[verb], body).wait_with_output().unwrap();
+        self.decode(verb, body, &out.stdout, &out.stderr, out.status.code())
+    }
+
+    pub fn call(&self, verb: &str, body: &Value) -> Response {
+        self.raw(verb, body.to_string().as_bytes())
+    }
+
+    /// A call retried while it answers `lock_timeout`; returns the response and the retries.
+    pub fn call_retrying(&self, verb: &str, body: &Value) -> (Response, u64) {
+        let mut retries = 0;
+        loop {
+            let response = self.call(verb, body);
+            if response.error_code() == Some("lock_timeout") {
+                assert_eq!(response.json["error"]["retryable"], json!(true));
+                retries += 1;
+                continue;
+            }
+            return (response, retries);
+        }
+    }
+
+    /// Decodes what a one-shot call of `verb` with `request` printed (both outputs scanned).
+    pub fn decode(
+        &self,
+        verb: &str,
+        request: &[u8],
+        stdout: &[u8],
+        stderr: &[u8],
+        code: Option<i32>,
+    ) -> Response {
+        decode_response(verb, request, stdout, stderr, code)
+    }
 }
 
 /// One test's world: a claude home copied from the fixtures and an empty store.
@@ -343,40 +530,23 @@ impl Fixture {
         self.env.insert(key.into(), value.into());
     }
 
-    /// The binary with a clean environment pointing at this fixture.
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::cargo_bin("clauth-helper").unwrap();
-        cmd.env_clear()
-            .env("HOME", self.home())
-            .env("CLAUTH_HOME", self.store())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd
+    /// The binary, as an `assert_cmd::Command`, in this fixture's environment (`Bin`).
+    pub fn command(&self) -> assert_cmd::Command {
+        Bin::of(self).assert_command(&[])
     }
 
     /// Runs `args` with `stdin`; checks that no output holds a secret or a panic.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let out = self
-            .command()
-            .args(args)
-            .write_stdin(stdin.to_vec())
-            .output()
-            .unwrap();
-        scan("stdout", &out.stdout);
-        scan("stderr", &out.stderr);
-        out
+        Bin::of(self).output(args, stdin)
     }
 
     /// Sends one protocol request and decodes the single JSON line it answers.
     pub fn raw(&self, verb: &str, body: &[u8]) -> Response {
-        let out = self.run(&[verb], body);
-        decode_response(verb, body, &out.stdout, &out.stderr, out.status.code())
+        Bin::of(self).raw(verb, body)
     }
 
     pub fn request(&self, verb: &str, body: Value) -> Response {
-        self.raw(verb, body.to_string().as_bytes())
+        Bin::of(self).call(verb, &body)
     }
 
     /// Adds a profile with credentials from `fixtures/credentials/<creds>.json` (or none).
@@ -419,18 +589,9 @@ impl Fixture {
         );
     }
 
-    /// Starts the binary in the background with this fixture's environment.
-    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("clauth-helper"));
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", self.home())
-            .env("CLAUTH_HOME", self.store())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd.spawn().unwrap()
+    /// Starts the binary in the background with this fixture's environment (outputs inherited).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Bin::of(self).command(args).spawn().unwrap()
     }
 
     pub fn acquire(&self, profile: &str, mode: &str) -> Value {
@@ -513,7 +674,7 @@ pub fn session_of(v: &Value) -> Value {
 
 /// A `serve` process on pipes.
 pub struct Serve {
-    pub child: std::process::Child,
+    pub child: Child,
     stdin: Option<std::process::ChildStdin>,
     lines: std::sync::mpsc::Receiver<String>,
     pub events: Vec<Value>,
@@ -523,18 +684,10 @@ pub struct Serve {
 impl Fixture {
     pub fn serve(&self) -> Serve {
         use std::io::BufRead;
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("clauth-helper"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("HOME", self.home())
-            .env("CLAUTH_HOME", self.store())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        let mut cmd = Bin::of(self).command(&["serve"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -558,7 +711,6 @@ impl Fixture {
 
 impl Serve {
     pub fn write_line(&mut self, line: &str) {
-        use std::io::Write;
         let stdin = self.stdin.as_mut().expect("stdin is open");
         stdin.write_all(line.as_bytes()).unwrap();
         stdin.write_all(b"\n").unwrap();
