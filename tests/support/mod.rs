@@ -121,6 +121,58 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+/// Every path under `root` (symlinks not followed) with its kind, size and mode, never its
+/// contents: what a failed assertion shows of a fixture. At most 300 entries.
+pub fn listing(root: &Path) -> String {
+    const MAX: usize = 300;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                out.push(format!("  {rel}  (gone)"));
+                continue;
+            };
+            let mode = {
+                use std::os::unix::fs::PermissionsExt;
+                meta.permissions().mode() & 0o7777
+            };
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).map(|t| t.display().to_string());
+                out.push(format!(
+                    "  {rel}  link -> {}",
+                    target.unwrap_or_else(|e| format!("({e})"))
+                ));
+            } else if meta.is_dir() {
+                out.push(format!("  {rel}/  dir {mode:04o}"));
+                walk(root, &path, out);
+            } else {
+                out.push(format!("  {rel}  file {} B {mode:04o}", meta.len()));
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    walk(root, root, &mut lines);
+    let total = lines.len();
+    let mut text = format!("fixture {} ({total} paths):\n", root.display());
+    for line in lines.iter().take(MAX) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    if total > MAX {
+        text.push_str(&format!("  ... and {} more\n", total - MAX));
+    }
+    text
+}
+
 /// Every code the program can answer with (`ErrorCode::ALL` of src/error.rs).
 pub const ERROR_CODES: &[&str] = &[
     "invalid_request",
@@ -149,18 +201,22 @@ pub struct Response {
     pub stderr: String,
     /// Exit code; `None` when killed by a signal.
     pub code: Option<i32>,
+    /// The fixture's directory, listed when an assertion fails.
+    pub root: PathBuf,
 }
 
 impl Response {
-    /// What a failed assertion on this response shows.
+    /// What a failed assertion on this response shows: the request, the exit status, both
+    /// outputs, and the fixture's files as they are now (kinds and sizes, never contents).
     pub fn context(&self) -> String {
         format!(
-            "verb: {}\nrequest: {}\nexit: {:?}\nstdout: {}\nstderr: {}",
+            "verb: {}\nrequest: {}\nexit: {:?}\nstdout: {}\nstderr: {}\n{}",
             self.verb,
             clip(&self.request),
             self.code,
             clip(&self.stdout),
-            clip(&self.stderr)
+            clip(&self.stderr),
+            listing(&self.root)
         )
     }
 
@@ -244,6 +300,7 @@ impl Response {
 
 /// Decodes the one JSON line a one-shot call must print, after scanning both outputs.
 fn decode_response(
+    root: &Path,
     verb: &str,
     request: &[u8],
     stdout: &[u8],
@@ -259,6 +316,7 @@ fn decode_response(
         stdout: String::from_utf8_lossy(stdout).into_owned(),
         stderr: String::from_utf8_lossy(stderr).into_owned(),
         code,
+        root: root.to_owned(),
     };
     let stdout = &response.stdout;
     assert!(
@@ -335,6 +393,8 @@ pub const PROGRAM_ENV: &[&str] = &[
 /// program that wraps the binary (`sh`, `script`).
 #[derive(Debug, Clone)]
 pub struct Bin {
+    /// The fixture's directory (home and store are in it).
+    pub root: PathBuf,
     pub home: PathBuf,
     pub store: PathBuf,
     /// Extra variables, set last.
@@ -347,6 +407,7 @@ impl Bin {
     /// The binary against `f`, with the extra variables of `f.set_env`.
     pub fn of(f: &Fixture) -> Bin {
         Bin {
+            root: f.dir.path().to_owned(),
             home: f.home(),
             store: f.store(),
             env: f.env.clone(),
@@ -476,7 +537,7 @@ impl Bin {
         stderr: &[u8],
         code: Option<i32>,
     ) -> Response {
-        decode_response(verb, request, stdout, stderr, code)
+        decode_response(&self.root, verb, request, stdout, stderr, code)
     }
 }
 
