@@ -9,6 +9,7 @@ mod concurrency;
 mod conformance;
 mod credentials;
 mod errors;
+mod harness;
 mod lifecycle;
 mod profiles;
 mod progress;
