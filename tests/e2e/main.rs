@@ -7,7 +7,7 @@
 //! `npm install --prefix target/e2e @anthropic-ai/claude-code && cargo test --test e2e -- --include-ignored`
 //! (or point `CLAUTH_E2E_CLAUDE` at a `claude` binary).
 
-#[path = "../it/support.rs"]
+#[path = "../support/mod.rs"]
 #[allow(dead_code)]
 mod support;
 
@@ -16,7 +16,7 @@ mod mock;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -99,20 +99,16 @@ fn both_profiles_at_once(mode: &str, claude: &Path) {
     fs::create_dir_all(&project).unwrap();
 
     let proxy = format!("http://127.0.0.1:{}", api.port());
-    let bin = assert_cmd::cargo::cargo_bin("clauth-helper");
+    let bin = Bin::of(&f);
     let children: Vec<(&str, String, std::process::Child)> = ["work", "personal"]
         .into_iter()
         .map(|profile| {
             let prompt = format!("e2e prompt from {profile} in {mode} mode");
-            let child = Command::new(&bin)
-                .args(["run", profile, "--link-mode", mode, "--"])
+            let child = bin
+                .command(&["run", profile, "--link-mode", mode, "--"])
                 .arg(claude)
                 .args(["-p", &prompt])
                 .current_dir(&project)
-                .env_clear()
-                .env("HOME", f.home())
-                .env("CLAUTH_HOME", f.store())
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                 .env("TERM", "dumb")
                 .env("DISABLE_TELEMETRY", "1")
                 .env("DISABLE_AUTOUPDATER", "1")

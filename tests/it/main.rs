@@ -1,5 +1,7 @@
 //! Integration tests through the real binary, each on its own copy of a fixture home.
 
+#[path = "../support/mod.rs"]
+#[allow(dead_code)]
 mod support;
 
 mod cli;
@@ -7,6 +9,7 @@ mod concurrency;
 mod conformance;
 mod credentials;
 mod errors;
+mod harness;
 mod lifecycle;
 mod profiles;
 mod progress;

@@ -14,22 +14,17 @@ fn a_fake_mode_acquire_shows_progress_on_a_terminal_and_keeps_stdout_clean() {
         fs::write(f.claude().join(format!("todos/t{i}.json")), "[]").unwrap();
     }
     let out_file = f.dir.path().join("response.json");
-    let bin = assert_cmd::cargo::cargo_bin("clauth-helper");
+    let bin = bin_path();
     // `script` gives the command a terminal; stdout still goes to a file.
     let inner = format!(
         "echo '{{\"profile\":\"work\",\"link_mode\":\"fake\"}}' | {} acquire > {}",
         bin.display(),
         out_file.display()
     );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &inner, "/dev/null"])
-        .env_clear()
-        .env("HOME", f.home())
-        .env("CLAUTH_HOME", f.store())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("CLAUTH_PROGRESS_AFTER_MS", "0")
-        .output()
-        .unwrap();
+    let at_once = Bin::of(&f).with_env("CLAUTH_PROGRESS_AFTER_MS", "0");
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &inner, "/dev/null"]);
+    let out = at_once.apply_env(&mut script).output().unwrap();
     let terminal = String::from_utf8_lossy(&out.stdout);
     assert!(
         terminal.contains("copied the claude home into the runtime"),
@@ -45,10 +40,8 @@ fn a_fake_mode_acquire_shows_progress_on_a_terminal_and_keeps_stdout_clean() {
     assert_eq!(v["ok"], json!(true));
     f.release(&v["session"]);
     // Without a terminal nothing is shown.
-    let mut cmd = f.command();
-    cmd.env("CLAUTH_PROGRESS_AFTER_MS", "0")
-        .arg("acquire")
-        .write_stdin(r#"{"profile":"work","link_mode":"fake"}"#);
+    let mut cmd = at_once.assert_command(&["acquire"]);
+    cmd.write_stdin(r#"{"profile":"work","link_mode":"fake"}"#);
     let quiet = cmd.output().unwrap();
     assert!(
         quiet.stderr.is_empty(),

@@ -24,20 +24,15 @@ both_modes!(
         let f = Fixture::new();
         let creds = f.dir.path().join("in.json");
         std::fs::write(&creds, fixture_credentials("work")).unwrap();
-        let bin = assert_cmd::cargo::cargo_bin("clauth-helper");
+        let bin = bin_path();
         let script = format!(
             "umask 000; {bin} profile add work --credentials {creds} && echo '{{\"profile\":\"work\",\"link_mode\":\"{link_mode}\"}}' | {bin} acquire",
             bin = bin.display(),
             creds = creds.display()
         );
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .env_clear()
-            .env("HOME", f.home())
-            .env("CLAUTH_HOME", f.store())
-            .output()
-            .unwrap();
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(&script);
+        let out = Bin::of(&f).apply_env(&mut sh).output().unwrap();
         assert!(
             out.status.success(),
             "{}",

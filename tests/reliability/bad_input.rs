@@ -125,7 +125,7 @@ impl World {
         prop_assert!(
             before == after,
             "{verb} changed files\n{}\nchanged: {:?}",
-            reply.describe(),
+            reply.context(),
             diff(&before, &after)
         );
         Ok(())

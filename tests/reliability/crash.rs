@@ -333,7 +333,7 @@ fn check_store_json(f: &Fixture) -> Result<(), String> {
 struct Timing(BTreeMap<&'static str, u64>);
 
 impl Timing {
-    fn call(&mut self, bin: &Bin, verb: &'static str, body: &Value) -> Reply {
+    fn call(&mut self, bin: &Bin, verb: &'static str, body: &Value) -> Response {
         let started = Instant::now();
         let reply = bin.call(verb, body);
         let us = started.elapsed().as_micros() as u64;
@@ -446,10 +446,10 @@ fn crash_run(mode: &'static str) {
             scan("stdout of a killed helper", &out);
             scan("stderr of a killed helper", &err);
         } else {
-            let reply = decode_reply(verb, body.as_bytes(), &out, &err, status.code());
-            reply.ok();
+            let response = bin.decode(verb, body.as_bytes(), &out, &err, status.code());
+            response.ok();
             if verb == "acquire" {
-                session = Some(reply.json["session"].clone());
+                session = Some(response.json["session"].clone());
             }
         }
 
@@ -469,12 +469,7 @@ fn crash_run(mode: &'static str) {
         tally.calls += 1;
         let st = bin.call("status", &json!({"profile": "work"}));
         if !st.is_ok() {
-            fail(
-                i,
-                &what,
-                format!("status failed\n{}", st.describe()),
-                &tally,
-            );
+            fail(i, &what, format!("status failed\n{}", st.context()), &tally);
         }
         let listed = sessions_of(&st.json);
         match verb {
@@ -488,7 +483,7 @@ fn crash_run(mode: &'static str) {
                     fail(
                         i,
                         &what,
-                        format!("the recovery tick failed\n{}", t.describe()),
+                        format!("the recovery tick failed\n{}", t.context()),
                         &tally,
                     );
                 }
@@ -507,7 +502,7 @@ fn crash_run(mode: &'static str) {
                             format!(
                                 "the kill left runtimes/work holding {runtime_left:?}; the \
                                  recovery release failed\n{}",
-                                r.describe()
+                                r.context()
                             ),
                             &tally,
                         );
@@ -655,7 +650,7 @@ both_modes!(
             // Recovery: status, release the session again if it is still there, gc.
             let st = bin.call("status", &json!({"profile": "work"}));
             let mut answers = Vec::new();
-            for other in sessions_of(st.ok()) {
+            for other in sessions_of(&st.ok()) {
                 let r = bin.call("release", &json!({"session": other}));
                 assert!(
                     r.is_ok(),
@@ -663,7 +658,7 @@ both_modes!(
                      {attempts}; runtimes/work kept {left:?}, config/ kept {} of {before} \
                      entries), and the next release cannot finish the teardown:\n{}",
                     names_in(&cfg).len(),
-                    r.describe()
+                    r.context()
                 );
                 answers.push(r.stdout.clone());
             }

@@ -71,7 +71,7 @@ impl World<'_> {
         self.violations.lock().unwrap().push(what);
     }
 
-    fn call(&self, verb: &str, body: Value) -> Option<Reply> {
+    fn call(&self, verb: &str, body: Value) -> Option<Response> {
         let (reply, retries) = self.bin.call_retrying(verb, &body);
         self.stats.retries.fetch_add(retries, Ordering::Relaxed);
         let counter = match verb {
@@ -83,7 +83,7 @@ impl World<'_> {
         if reply.is_ok() {
             Some(reply)
         } else {
-            self.violation(format!("a non-retryable error\n{}", reply.describe()));
+            self.violation(format!("a non-retryable error\n{}", reply.context()));
             None
         }
     }

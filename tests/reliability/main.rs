@@ -3,7 +3,7 @@
 //!
 //! `cargo test --test reliability -- --nocapture` prints the counts of every test.
 
-#[path = "../it/support.rs"]
+#[path = "../support/mod.rs"]
 #[allow(dead_code)]
 mod support;
 

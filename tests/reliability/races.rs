@@ -40,7 +40,7 @@ both_modes!(
             thread::sleep(Duration::from_micros(rng.below(6000)));
             write_by_rename_in(&runtime_dir, &creds, &bytes);
             let out = child.wait_with_output().unwrap();
-            decode_reply(
+            bin.decode(
                 "tick",
                 tick.as_bytes(),
                 &out.stdout,

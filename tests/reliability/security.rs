@@ -430,13 +430,13 @@ both_modes!(
             !tick_wrote && t.error_code() == Some("unsafe_store"),
             "{mode}: tick wrote the session's credentials through the symlinked profile \
              directory (wrote: {tick_wrote}) instead of refusing with unsafe_store:\n{}",
-            t.describe()
+            t.context()
         );
         assert!(
             !release_wrote && r.error_code() == Some("unsafe_store"),
             "{mode}: release went through the symlinked profile directory (wrote: \
              {release_wrote}):\n{}",
-            r.describe()
+            r.context()
         );
     }
 );

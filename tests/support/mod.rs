@@ -1,12 +1,13 @@
-//! The test harness: a fixture home per test, one command builder, decoded responses, and
-//! checks that no token ever reaches an output.
+//! The test harness of every test binary (`tests/it`, `tests/reliability`, `tests/e2e` include
+//! it): a fixture home per test, the one command builder of the binary (`Bin`), decoded
+//! responses, and checks that no token or panic ever reaches an output.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Command, Output, Stdio};
 
-use assert_cmd::Command;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -60,12 +61,50 @@ pub fn all_fixture_tokens() -> Vec<String> {
     tokens
 }
 
+fn tokens() -> &'static [String] {
+    static TOKENS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TOKENS.get_or_init(all_fixture_tokens)
+}
+
+/// Fails when `bytes` hold any fixture token or anything with the token prefix `sk-ant-`
+/// (every generated token has it too).
 pub fn assert_no_secret(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    // Any fixture token, and the common prefix of every token, stay out of outputs.
-    assert!(!text.contains("sk-ant-"), "{what} holds a token:\n{text}");
-    for token in all_fixture_tokens() {
-        assert!(!text.contains(&token), "{what} holds a token:\n{text}");
+    assert!(
+        !text.contains("sk-ant-"),
+        "{what} holds a token:\n{}",
+        clip(&text)
+    );
+    for token in tokens() {
+        assert!(
+            !text.contains(token.as_str()),
+            "{what} holds a fixture token"
+        );
+    }
+}
+
+/// What every output of the binary is checked for: no secret (`assert_no_secret`) and no panic
+/// message.
+pub fn scan(what: &str, bytes: &[u8]) {
+    assert_no_secret(what, bytes);
+    let text = String::from_utf8_lossy(bytes);
+    assert!(
+        !text.contains("panicked"),
+        "{what} reports a panic:\n{}",
+        clip(&text)
+    );
+}
+
+/// `text`, cut after 600 bytes.
+pub fn clip(text: &str) -> String {
+    if text.len() <= 600 {
+        text.to_owned()
+    } else {
+        let mut end = 600;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}... ({} bytes)", &text[..end], text.len())
     }
 }
 
@@ -82,26 +121,115 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-/// A response as a caller sees it.
-#[derive(Debug)]
+/// Every path under `root` (symlinks not followed) with its kind, size and mode, never its
+/// contents: what a failed assertion shows of a fixture. At most 300 entries.
+pub fn listing(root: &Path) -> String {
+    const MAX: usize = 300;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                out.push(format!("  {rel}  (gone)"));
+                continue;
+            };
+            let mode = {
+                use std::os::unix::fs::PermissionsExt;
+                meta.permissions().mode() & 0o7777
+            };
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).map(|t| t.display().to_string());
+                out.push(format!(
+                    "  {rel}  link -> {}",
+                    target.unwrap_or_else(|e| format!("({e})"))
+                ));
+            } else if meta.is_dir() {
+                out.push(format!("  {rel}/  dir {mode:04o}"));
+                walk(root, &path, out);
+            } else {
+                out.push(format!("  {rel}  file {} B {mode:04o}", meta.len()));
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    walk(root, root, &mut lines);
+    let total = lines.len();
+    let mut text = format!("fixture {} ({total} paths):\n", root.display());
+    for line in lines.iter().take(MAX) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    if total > MAX {
+        text.push_str(&format!("  ... and {} more\n", total - MAX));
+    }
+    text
+}
+
+/// Every code the program can answer with (`ErrorCode::ALL` of src/error.rs).
+pub const ERROR_CODES: &[&str] = &[
+    "invalid_request",
+    "unknown_verb",
+    "unsupported_protocol",
+    "invalid_profile_name",
+    "profile_not_found",
+    "profile_exists",
+    "profile_busy",
+    "invalid_credentials",
+    "claude_home_missing",
+    "session_not_found",
+    "link_mode_conflict",
+    "lock_timeout",
+    "unsafe_store",
+    "io",
+];
+
+/// A response of a one-shot call, as a caller sees it.
+#[derive(Debug, Clone)]
 pub struct Response {
+    pub verb: String,
     pub request: String,
     pub json: Value,
     pub stdout: String,
     pub stderr: String,
+    /// Exit code; `None` when killed by a signal.
     pub code: Option<i32>,
+    /// The fixture's directory, listed when an assertion fails.
+    pub root: PathBuf,
 }
 
 impl Response {
-    fn context(&self) -> String {
+    /// What a failed assertion on this response shows: the request, the exit status, both
+    /// outputs, and the fixture's files as they are now (kinds and sizes, never contents).
+    pub fn context(&self) -> String {
         format!(
-            "request: {}\nexit: {:?}\nstdout: {}\nstderr: {}",
-            self.request, self.code, self.stdout, self.stderr
+            "verb: {}\nrequest: {}\nexit: {:?}\nstdout: {}\nstderr: {}\n{}",
+            self.verb,
+            clip(&self.request),
+            self.code,
+            clip(&self.stdout),
+            clip(&self.stderr),
+            listing(&self.root)
         )
     }
 
-    /// Asserts success and returns the body.
-    pub fn ok(self) -> Value {
+    pub fn is_ok(&self) -> bool {
+        self.json["ok"] == json!(true)
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        self.json["error"]["code"].as_str()
+    }
+
+    /// Asserts success (ok:true and exit 0) and returns the body.
+    pub fn ok(&self) -> Value {
         assert_eq!(
             self.json["ok"],
             json!(true),
@@ -114,21 +242,22 @@ impl Response {
             "ok responses exit 0\n{}",
             self.context()
         );
-        self.json
+        self.json.clone()
     }
 
-    /// Asserts failure with `code` and returns the body.
-    pub fn err(self, code: &str) -> Value {
+    /// Asserts a well-formed failure: ok:false, a known code, a message, `retryable` a boolean
+    /// that is true for `lock_timeout` only, a non-zero exit.
+    pub fn assert_failure_shape(&self) {
         assert_eq!(
             self.json["ok"],
             json!(false),
             "expected an error\n{}",
             self.context()
         );
-        assert_eq!(
-            self.json["error"]["code"],
-            json!(code),
-            "wrong code\n{}",
+        let code = self.error_code().unwrap_or("");
+        assert!(
+            ERROR_CODES.contains(&code),
+            "unknown code {code:?}\n{}",
             self.context()
         );
         assert!(
@@ -143,13 +272,272 @@ impl Response {
             "{}",
             self.context()
         );
-        assert_ne!(
-            self.code,
-            Some(0),
+        assert_eq!(
+            self.json["error"]["retryable"],
+            json!(code == "lock_timeout"),
+            "{}",
+            self.context()
+        );
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
             "errors exit non-zero\n{}",
             self.context()
         );
-        self.json
+    }
+
+    /// Asserts failure with `code` and returns the body.
+    pub fn err(&self, code: &str) -> Value {
+        self.assert_failure_shape();
+        assert_eq!(
+            self.error_code(),
+            Some(code),
+            "wrong code\n{}",
+            self.context()
+        );
+        self.json.clone()
+    }
+}
+
+/// Decodes the one JSON line a one-shot call must print, after scanning both outputs.
+fn decode_response(
+    root: &Path,
+    verb: &str,
+    request: &[u8],
+    stdout: &[u8],
+    stderr: &[u8],
+    code: Option<i32>,
+) -> Response {
+    scan(&format!("stdout of {verb}"), stdout);
+    scan(&format!("stderr of {verb}"), stderr);
+    let mut response = Response {
+        verb: verb.to_owned(),
+        request: String::from_utf8_lossy(request).into_owned(),
+        json: Value::Null,
+        stdout: String::from_utf8_lossy(stdout).into_owned(),
+        stderr: String::from_utf8_lossy(stderr).into_owned(),
+        code,
+        root: root.to_owned(),
+    };
+    let stdout = &response.stdout;
+    assert!(
+        stdout.ends_with('\n') && stdout.matches('\n').count() == 1,
+        "exactly one line on stdout\n{}",
+        response.context()
+    );
+    response.json = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", response.context()));
+    let json = &response.json;
+    assert!(
+        json.is_object(),
+        "stdout is one JSON object\n{}",
+        response.context()
+    );
+    assert_eq!(
+        json["protocol"],
+        json!(1),
+        "every response carries protocol 1\n{}",
+        response.context()
+    );
+    assert!(
+        json["ok"].is_boolean(),
+        "ok is a boolean\n{}",
+        response.context()
+    );
+    assert_eq!(
+        json["ok"] == json!(true),
+        code == Some(0),
+        "exit 0 exactly when ok\n{}",
+        response.context()
+    );
+    response
+}
+
+/// The binary under test.
+pub fn bin_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_clauth-helper"))
+}
+
+/// Every environment variable the program reads (src/layout.rs, the fake runtime's progress),
+/// and those `run` would pass on to Claude Code that choose its account, its config directory,
+/// its network or its certificates. No command of the harness inherits any of them.
+pub const PROGRAM_ENV: &[&str] = &[
+    "HOME",
+    "USERPROFILE",
+    "USER",
+    "CLAUTH_HOME",
+    "CLAUTH_LOCK_TIMEOUT_MS",
+    "CLAUTH_LINK_MODE",
+    "CLAUTH_PROGRESS_AFTER_MS",
+    "CLAUTH_CREDENTIAL_STORE",
+    "CLAUDE_CONFIG_DIR",
+    "CLAUDE_SECURESTORAGE_CONFIG_DIR",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+    "CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+];
+
+/// The one command builder: the real binary run against one fixture. Its environment is the
+/// fixture's and nothing of the test process's: `PATH`, `HOME` (the fixture home), `CLAUTH_HOME`
+/// (the fixture store) and the extra variables given. Every command of the binary in every test
+/// binary comes from here, as a `std::process::Command` (`command`, `spawn`) or an
+/// `assert_cmd::Command` (`assert_command`), and `apply_env` gives the same environment to a
+/// program that wraps the binary (`sh`, `script`).
+#[derive(Debug, Clone)]
+pub struct Bin {
+    /// The fixture's directory (home and store are in it).
+    pub root: PathBuf,
+    pub home: PathBuf,
+    pub store: PathBuf,
+    /// Extra variables, set last.
+    pub env: BTreeMap<String, String>,
+    /// Run through `sh -c 'umask 000; exec ...'`.
+    pub permissive_umask: bool,
+}
+
+impl Bin {
+    /// The binary against `f`, with the extra variables of `f.set_env`.
+    pub fn of(f: &Fixture) -> Bin {
+        Bin {
+            root: f.dir.path().to_owned(),
+            home: f.home(),
+            store: f.store(),
+            env: f.env.clone(),
+            permissive_umask: false,
+        }
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Bin {
+        self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn with_permissive_umask(mut self) -> Bin {
+        self.permissive_umask = true;
+        self
+    }
+
+    /// Gives `cmd` this environment: the test process's is cleared (every name of `PROGRAM_ENV`
+    /// is also removed by name, so that holds should the clearing ever go), then `PATH` is passed
+    /// on and `HOME`, `CLAUTH_HOME` and the extra variables are set. Never touches the test
+    /// process's own environment.
+    pub fn apply_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env_clear();
+        for key in PROGRAM_ENV {
+            cmd.env_remove(key);
+        }
+        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("CLAUTH_HOME", &self.store);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// The binary with `args` in this environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = if self.permissive_umask {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("umask 000; exec \"$0\" \"$@\"")
+                .arg(bin_path())
+                .args(args);
+            c
+        } else {
+            let mut c = Command::new(bin_path());
+            c.args(args);
+            c
+        };
+        self.apply_env(&mut cmd);
+        cmd
+    }
+
+    /// The same command as an `assert_cmd::Command`.
+    pub fn assert_command(&self, args: &[&str]) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.command(args))
+    }
+
+    /// Starts `args` on pipes with `stdin` written (by a thread, so a large input cannot block)
+    /// and closed.
+    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> Child {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn clauth-helper");
+        let mut input = child.stdin.take().unwrap();
+        if stdin.len() <= 16 * 1024 {
+            // Fits in the pipe: no thread needed. A helper that exits early makes this fail.
+            let _ = input.write_all(stdin);
+        } else {
+            let bytes = stdin.to_vec();
+            std::thread::spawn(move || {
+                let _ = input.write_all(&bytes);
+            });
+        }
+        child
+    }
+
+    /// Runs `args` with `stdin` to completion; both outputs scanned.
+    pub fn output(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let out = self.spawn(args, stdin).wait_with_output().unwrap();
+        let what = args.join(" ");
+        scan(&format!("stdout of {what}"), &out.stdout);
+        scan(&format!("stderr of {what}"), &out.stderr);
+        out
+    }
+
+    /// Runs `args` to completion; returns (stdout, stderr, exit code), both outputs scanned.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, Option<i32>) {
+        let out = self.output(args, stdin);
+        (out.stdout, out.stderr, out.status.code())
+    }
+
+    /// One protocol call: `verb` with raw `body`.
+    pub fn raw(&self, verb: &str, body: &[u8]) -> Response {
+        let out = self.spawn(&[verb], body).wait_with_output().unwrap();
+        self.decode(verb, body, &out.stdout, &out.stderr, out.status.code())
+    }
+
+    pub fn call(&self, verb: &str, body: &Value) -> Response {
+        self.raw(verb, body.to_string().as_bytes())
+    }
+
+    /// A call retried while it answers `lock_timeout`; returns the response and the retries.
+    pub fn call_retrying(&self, verb: &str, body: &Value) -> (Response, u64) {
+        let mut retries = 0;
+        loop {
+            let response = self.call(verb, body);
+            if response.error_code() == Some("lock_timeout") {
+                assert_eq!(response.json["error"]["retryable"], json!(true));
+                retries += 1;
+                continue;
+            }
+            return (response, retries);
+        }
+    }
+
+    /// Decodes what a one-shot call of `verb` with `request` printed (both outputs scanned).
+    pub fn decode(
+        &self,
+        verb: &str,
+        request: &[u8],
+        stdout: &[u8],
+        stderr: &[u8],
+        code: Option<i32>,
+    ) -> Response {
+        decode_response(&self.root, verb, request, stdout, stderr, code)
     }
 }
 
@@ -203,59 +591,23 @@ impl Fixture {
         self.env.insert(key.into(), value.into());
     }
 
-    /// The binary with a clean environment pointing at this fixture.
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::cargo_bin("clauth-helper").unwrap();
-        cmd.env_clear()
-            .env("HOME", self.home())
-            .env("CLAUTH_HOME", self.store())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd
+    /// The binary, as an `assert_cmd::Command`, in this fixture's environment (`Bin`).
+    pub fn command(&self) -> assert_cmd::Command {
+        Bin::of(self).assert_command(&[])
     }
 
-    /// Runs `args` with `stdin`, checks that no output holds a secret.
+    /// Runs `args` with `stdin`; checks that no output holds a secret or a panic.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let out = self
-            .command()
-            .args(args)
-            .write_stdin(stdin.to_vec())
-            .output()
-            .unwrap();
-        assert_no_secret("stdout", &out.stdout);
-        assert_no_secret("stderr", &out.stderr);
-        out
+        Bin::of(self).output(args, stdin)
     }
 
     /// Sends one protocol request and decodes the single JSON line it answers.
     pub fn raw(&self, verb: &str, body: &[u8]) -> Response {
-        let out = self.run(&[verb], body);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            stdout.ends_with('\n') && stdout.matches('\n').count() == 1,
-            "one line on stdout, got {stdout:?}\nstderr: {stderr}"
-        );
-        let json: Value = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"));
-        assert_eq!(
-            json["protocol"],
-            json!(1),
-            "every response carries protocol 1: {stdout}"
-        );
-        Response {
-            request: String::from_utf8_lossy(body).into_owned(),
-            json,
-            stdout,
-            stderr,
-            code: out.status.code(),
-        }
+        Bin::of(self).raw(verb, body)
     }
 
     pub fn request(&self, verb: &str, body: Value) -> Response {
-        self.raw(verb, body.to_string().as_bytes())
+        Bin::of(self).call(verb, &body)
     }
 
     /// Adds a profile with credentials from `fixtures/credentials/<creds>.json` (or none).
@@ -298,18 +650,9 @@ impl Fixture {
         );
     }
 
-    /// Starts the binary in the background with this fixture's environment.
-    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("clauth-helper"));
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", self.home())
-            .env("CLAUTH_HOME", self.store())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd.spawn().unwrap()
+    /// Starts the binary in the background with this fixture's environment (outputs inherited).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Bin::of(self).command(args).spawn().unwrap()
     }
 
     pub fn acquire(&self, profile: &str, mode: &str) -> Value {
@@ -392,7 +735,7 @@ pub fn session_of(v: &Value) -> Value {
 
 /// A `serve` process on pipes.
 pub struct Serve {
-    pub child: std::process::Child,
+    pub child: Child,
     stdin: Option<std::process::ChildStdin>,
     lines: std::sync::mpsc::Receiver<String>,
     pub events: Vec<Value>,
@@ -402,18 +745,10 @@ pub struct Serve {
 impl Fixture {
     pub fn serve(&self) -> Serve {
         use std::io::BufRead;
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("clauth-helper"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("HOME", self.home())
-            .env("CLAUTH_HOME", self.store())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        let mut cmd = Bin::of(self).command(&["serve"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -437,7 +772,6 @@ impl Fixture {
 
 impl Serve {
     pub fn write_line(&mut self, line: &str) {
-        use std::io::Write;
         let stdin = self.stdin.as_mut().expect("stdin is open");
         stdin.write_all(line.as_bytes()).unwrap();
         stdin.write_all(b"\n").unwrap();
