@@ -3,8 +3,6 @@
 import { EventEmitter } from 'node:events';
 
 export declare const PROTOCOL_VERSION: 1;
-/** Variables removed from a session's `env`: they would override the profile's account. */
-export declare const SCRUBBED_ENV: readonly string[];
 
 export type LinkMode = 'real' | 'fake';
 
@@ -107,7 +105,10 @@ export interface Session {
   /** The runtime directory: CLAUDE_CONFIG_DIR. */
   configDir: string;
   linkMode: LinkMode;
-  /** The client's environment without SCRUBBED_ENV, plus CLAUDE_CONFIG_DIR. */
+  /**
+   * The environment for Claude Code: the client's `env` without every variable the acquire
+   * response lists in `env_remove`, plus every variable of its `env` (CLAUDE_CONFIG_DIR).
+   */
   env: Record<string, string>;
 }
 
@@ -174,9 +175,13 @@ export declare class Client extends EventEmitter {
   once(event: string, listener: (...args: any[]) => void): this;
 }
 
-/** The environment for a program run in an acquired session (from a raw acquire response). */
+/**
+ * The environment for a program run in an acquired session, from a raw acquire response: `base`
+ * (default process.env) without every variable in `env_remove`, plus every variable of `env`.
+ * Throws a ClauthError `helper_failed` when either field is missing or malformed.
+ */
 export declare function childEnv(
-  acquired: { config_dir: string; env?: Record<string, string> },
+  acquired: { env: Record<string, string>; env_remove: string[] },
   base?: NodeJS.ProcessEnv,
 ): Record<string, string>;
 

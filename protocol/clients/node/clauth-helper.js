@@ -13,16 +13,6 @@ const readline = require('node:readline');
 const PROTOCOL_VERSION = 1;
 const DEFAULT_BINARY = 'clauth-helper';
 
-// Inherited variables that would silently override the profile's account, removed as
-// `clauth-helper run` removes them. ANTHROPIC_BASE_URL goes even when the profile sets it: like
-// every variable of the profile, its value reaches Claude Code through the runtime's settings.json.
-const SCRUBBED_ENV = Object.freeze([
-  'ANTHROPIC_API_KEY',
-  'ANTHROPIC_AUTH_TOKEN',
-  'CLAUDE_CODE_OAUTH_TOKEN',
-  'ANTHROPIC_BASE_URL',
-]);
-
 // Retries of a `retryable` failure (lock_timeout). The helper has already waited for the state
 // lock by then, so a few spaced attempts are enough to get past a burst of other clauth-helpers.
 const DEFAULT_RETRIES = 3;
@@ -51,12 +41,32 @@ class ClauthError extends Error {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The environment for a program run in an acquired session. */
+/**
+ * The environment for a program run in an acquired session, as the acquire response says: a copy
+ * of `base` without every variable the response lists in `env_remove` (inherited ones that would
+ * override the profile's account), then with every variable of its `env` set
+ * (`CLAUDE_CONFIG_DIR`). Throws `helper_failed` when the response lacks either field, as no
+ * protocol 1 helper does.
+ */
 function childEnv(acquired, base = process.env) {
+  const remove = acquired && acquired.env_remove;
+  const add = acquired && acquired.env;
+  if (
+    !Array.isArray(remove) ||
+    !remove.every((key) => typeof key === 'string') ||
+    !add ||
+    typeof add !== 'object' ||
+    Array.isArray(add) ||
+    !Object.values(add).every((value) => typeof value === 'string')
+  ) {
+    throw new ClauthError(
+      'helper_failed',
+      'the acquire response lacks env_remove (a list of names) or env (an object of strings)',
+    );
+  }
   const env = { ...base };
-  for (const key of SCRUBBED_ENV) delete env[key];
-  Object.assign(env, acquired.env || {});
-  env.CLAUDE_CONFIG_DIR = acquired.config_dir;
+  for (const key of remove) delete env[key];
+  Object.assign(env, add);
   return env;
 }
 
@@ -126,12 +136,20 @@ class Client extends EventEmitter {
   /** Acquires a session held by this client's serve process. */
   async acquire(profile, { linkMode, leaseMs } = {}) {
     const r = await this.request('acquire', { profile, link_mode: linkMode, lease_ms: leaseMs });
+    let env;
+    try {
+      env = childEnv(r, this._env);
+    } catch (err) {
+      // Without an environment to hand out the session is of no use; do not keep it.
+      await this.release(r.session).catch(() => {});
+      throw err;
+    }
     return {
       session: r.session,
       profile: r.profile,
       configDir: r.config_dir,
       linkMode: r.link_mode,
-      env: childEnv(r, this._env),
+      env,
     };
   }
 
@@ -279,5 +297,4 @@ module.exports = {
   withSession,
   childEnv,
   PROTOCOL_VERSION,
-  SCRUBBED_ENV,
 };

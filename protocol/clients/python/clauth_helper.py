@@ -16,8 +16,8 @@ import time
 
 __all__ = [
     "PROTOCOL_VERSION",
-    "SCRUBBED_ENV",
     "Session",
+    "child_env",
     "acquire",
     "tick",
     "release",
@@ -45,16 +45,6 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 DEFAULT_BINARY = "clauth-helper"
-
-# Inherited variables that would silently override the profile's account, removed as
-# `clauth-helper run` removes them. ANTHROPIC_BASE_URL goes even when the profile sets it: like
-# every variable of the profile, its value reaches Claude Code through the runtime's settings.json.
-SCRUBBED_ENV = (
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "ANTHROPIC_BASE_URL",
-)
 
 # Retries of a `retryable` failure (lock_timeout): the helper has already waited for the state lock
 # by then, so a few spaced attempts are enough to get past a burst of other clauth-helpers.
@@ -268,16 +258,29 @@ def capabilities(**kw):
 
 
 def child_env(acquired, base=None):
-    """The environment for a program run in an acquired session.
+    """The environment for a program run in an acquired session, as the acquire response says.
 
-    A copy of ``base`` (default ``os.environ``) without the variables that would override the
-    profile's account, plus the session's own (``CLAUDE_CONFIG_DIR``).
+    A copy of ``base`` (default ``os.environ``) without every variable the response lists in
+    ``env_remove`` (inherited ones that would override the profile's account), then with every
+    variable of its ``env`` set (``CLAUDE_CONFIG_DIR``). Raises :class:`HelperFailed` when the
+    response lacks either field, as no protocol 1 helper does.
     """
+    remove = acquired.get("env_remove")
+    add = acquired.get("env")
+    if not (
+        isinstance(remove, list)
+        and all(isinstance(key, str) for key in remove)
+        and isinstance(add, dict)
+        and all(isinstance(value, str) for value in add.values())
+    ):
+        raise HelperFailed(
+            "helper_failed",
+            "the acquire response lacks env_remove (a list of names) or env (an object of strings)",
+        )
     env = dict(os.environ if base is None else base)
-    for key in SCRUBBED_ENV:
+    for key in remove:
         env.pop(key, None)
-    env.update(acquired.get("env") or {})
-    env["CLAUDE_CONFIG_DIR"] = acquired["config_dir"]
+    env.update(add)
     return env
 
 
@@ -285,7 +288,8 @@ class Session:
     """A session held for the duration of a ``with`` block, ticked in the background.
 
     ``env`` is the environment for the helper and the base of :attr:`env` (default
-    ``os.environ``). ``tick_interval=None`` turns the background ticks off; the release at the end
+    ``os.environ``); :attr:`env` is that base as the acquire response says to change it (see
+    :func:`child_env`), ready for ``subprocess``. ``tick_interval=None`` turns the background ticks off; the release at the end
     still saves what the session changed.
 
     The session names this process as its owner, so it also ends if the process dies without
@@ -341,10 +345,19 @@ class Session:
             link_mode=self._requested_link_mode,
             **self._kw
         )
+        try:
+            env = child_env(acquired, self._kw["env"])
+        except ClauthError:
+            # Without an environment to hand out the session is of no use; do not keep it.
+            try:
+                release(acquired["session"], **self._kw)
+            except ClauthError:
+                pass
+            raise
         self.session = acquired["session"]
         self.config_dir = acquired["config_dir"]
         self.link_mode = acquired["link_mode"]
-        self.env = child_env(acquired, self._kw["env"])
+        self.env = env
         if self._tick_interval:
             self._stop.clear()
             self._thread = threading.Thread(

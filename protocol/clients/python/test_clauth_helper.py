@@ -118,13 +118,9 @@ class SessionTest(HelperTest):
 
     def test_env_carries_the_config_dir_to_a_subprocess(self):
         self.env["ANTHROPIC_API_KEY"] = "not-a-real-key"
-        self.env["CLAUDE_CODE_OAUTH_TOKEN"] = "not-a-real-token"
-        self.env["ANTHROPIC_BASE_URL"] = "https://inherited.invalid"
         with self.session() as s:
             self.assertEqual(s.env["CLAUDE_CONFIG_DIR"], s.config_dir)
             self.assertEqual(s.env["HOME"], str(self.home))
-            for key in ch.SCRUBBED_ENV:
-                self.assertNotIn(key, s.env)
             # The child reports what it found, never the token itself.
             probe = (
                 "import json, os; "
@@ -140,6 +136,7 @@ class SessionTest(HelperTest):
                 check=True,
             )
             self.assertEqual(out.stdout.decode().split(), ["team", "True", "False"])
+
 
     def check_background_ticks_save_refreshed_credentials(self, mode):
         with self.session(link_mode=mode, tick_interval=0.2) as s:
@@ -186,6 +183,150 @@ class SessionTest(HelperTest):
             ch.release(s.session, **self.kw)
             self.assertTrue(wait_until(lambda: isinstance(s.tick_error, ch.SessionNotFound)))
         self.assertFalse(self.runtime().exists())
+
+
+class ChildEnvTest(HelperTest):
+    """The child's environment is the parent's with the acquire response applied: every name in
+    ``env_remove`` removed, every variable of ``env`` set, nothing else changed."""
+
+    INHERITED = {
+        "ANTHROPIC_API_KEY": "not-a-real-key",
+        "ANTHROPIC_AUTH_TOKEN": "not-a-real-token",
+        "CLAUDE_CODE_OAUTH_TOKEN": "not-a-real-oauth-token",
+        "ANTHROPIC_BASE_URL": "https://inherited.invalid",
+        "CLAUDE_CONFIG_DIR": "/inherited/config",
+        "CLAUTH_TEST_KEPT": "kept",
+    }
+
+    def child_sees(self, env):
+        """The environment a subprocess started with ``env`` finds."""
+        out = subprocess.run(
+            [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
+            env=env,
+            stdout=subprocess.PIPE,
+            check=True,
+        )
+        seen = json.loads(out.stdout.decode())
+        # The interpreter may add variables of its own (LC_CTYPE on some systems).
+        for key in ("LC_CTYPE",):
+            if key not in env:
+                seen.pop(key, None)
+        return seen
+
+    def expected(self, acquired):
+        want = {k: v for k, v in self.env.items() if k not in acquired["env_remove"]}
+        want.update(acquired["env"])
+        return want
+
+    def add_gateway_profile(self):
+        out = subprocess.run(
+            [
+                BIN, "profile", "add", "gateway", "--credentials", "-",
+                "--env", "ANTHROPIC_BASE_URL=https://gateway.invalid",
+            ],
+            input=fixture_credentials("personal"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+        )
+        self.assertEqual(out.returncode, 0, "profile add gateway failed")
+
+    def test_every_variable_in_env_remove_is_gone_and_every_env_entry_set(self):
+        self.env.update(self.INHERITED)
+        acquired = ch.acquire("work", owner_pid=os.getpid(), **self.kw)
+        # The profile does not set ANTHROPIC_BASE_URL, so the response lists it.
+        self.assertEqual(
+            sorted(acquired["env_remove"]),
+            sorted(
+                [
+                    "ANTHROPIC_API_KEY",
+                    "ANTHROPIC_AUTH_TOKEN",
+                    "CLAUDE_CODE_OAUTH_TOKEN",
+                    "ANTHROPIC_BASE_URL",
+                ]
+            ),
+        )
+        seen = self.child_sees(ch.child_env(acquired, self.env))
+        for key in acquired["env_remove"]:
+            self.assertNotIn(key, seen)
+        self.assertEqual(seen["CLAUDE_CONFIG_DIR"], acquired["config_dir"])
+        self.assertEqual(seen, self.expected(acquired))
+
+    def test_a_variable_the_response_does_not_list_reaches_the_child(self):
+        # A profile that sets ANTHROPIC_BASE_URL: the response does not list it, so the
+        # inherited value is left alone (the profile's own reaches Claude Code through the
+        # runtime's settings.json).
+        self.add_gateway_profile()
+        self.env.update(self.INHERITED)
+        with ch.Session("gateway", binary=BIN, env=self.env, tick_interval=None) as s:
+            seen = self.child_sees(s.env)
+            self.assertEqual(seen["ANTHROPIC_BASE_URL"], "https://inherited.invalid")
+            self.assertEqual(seen["CLAUTH_TEST_KEPT"], "kept")
+            self.assertEqual(seen["CLAUDE_CONFIG_DIR"], s.config_dir)
+            for key in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"):
+                self.assertNotIn(key, seen)
+        acquired = ch.acquire("gateway", owner_pid=os.getpid(), **self.kw)
+        self.assertNotIn("ANTHROPIC_BASE_URL", acquired["env_remove"])
+        self.assertEqual(self.child_sees(ch.child_env(acquired, self.env)), self.expected(acquired))
+
+    def fake_helper(self, acquire_response):
+        """A helper that answers acquire with ``acquire_response`` and release with ok."""
+        fake = Path(self._tmp.name) / "fake-helper"
+        answers = {
+            "capabilities": {
+                "protocol": 1, "ok": True, "protocol_versions": [1],
+                "verbs": ["acquire", "tick", "release", "status", "capabilities"],
+                "features": ["owner_pid", "env_remove"], "version": "0.0.0",
+            },
+            "acquire": acquire_response,
+            "release": {"protocol": 1, "ok": True, "session": "s-1"},
+        }
+        script = "#!/bin/sh\ncat >/dev/null\n: >>{}\necho \"$1\" >>{}\ncase $1 in\n".format(
+            Path(self._tmp.name) / "calls", Path(self._tmp.name) / "calls"
+        )
+        for verb, answer in answers.items():
+            script += "{}) echo '{}' ;;\n".format(verb, json.dumps(answer))
+        script += "esac\n"
+        fake.write_text(script)
+        fake.chmod(0o755)
+        return str(fake)
+
+    def test_a_session_applies_whatever_names_the_response_gives(self):
+        # Not a fixed list: names no helper sends today are removed and set just the same.
+        fake = self.fake_helper(
+            {
+                "protocol": 1, "ok": True, "session": "s-1", "profile": "work",
+                "config_dir": "/runtime/config", "link_mode": "fake",
+                "env": {"CLAUDE_CONFIG_DIR": "/runtime/config", "CLAUTH_TEST_SET": "a \"b\" c"},
+                "env_remove": ["CLAUTH_TEST_GONE", "CLAUTH_TEST_NEVER_SET"],
+            }
+        )
+        self.env.update(self.INHERITED)
+        self.env["CLAUTH_TEST_GONE"] = "gone"
+        with ch.Session("work", binary=fake, env=self.env, tick_interval=None) as s:
+            seen = self.child_sees(s.env)
+        want = dict(self.env)
+        del want["CLAUTH_TEST_GONE"]
+        want["CLAUDE_CONFIG_DIR"] = "/runtime/config"
+        want["CLAUTH_TEST_SET"] = 'a "b" c'
+        # ANTHROPIC_API_KEY and the rest are not listed by this response, so they stay.
+        self.assertEqual(seen, want)
+
+    def test_a_response_without_env_remove_fails_and_the_session_is_released(self):
+        fake = self.fake_helper(
+            {
+                "protocol": 1, "ok": True, "session": "s-1", "profile": "work",
+                "config_dir": "/runtime/config", "link_mode": "fake",
+                "env": {"CLAUDE_CONFIG_DIR": "/runtime/config"},
+            }
+        )
+        with self.assertRaises(ch.HelperFailed):
+            with ch.Session("work", binary=fake, env=self.env, tick_interval=None):
+                self.fail("entered a session whose environment is unknown")
+        calls = (Path(self._tmp.name) / "calls").read_text().split()
+        self.assertEqual(calls, ["capabilities", "acquire", "release"])
+        with self.assertRaises(ch.HelperFailed):
+            ch.child_env({"env": {}, "env_remove": "ANTHROPIC_API_KEY"}, {})
 
 
 class ErrorTest(HelperTest):

@@ -11,10 +11,10 @@
 # non-zero. Besides the wire codes, CLAUTH_ERROR may be helper_not_found (the binary could not be
 # run) or helper_failed (it gave no protocol response). Names starting with _clauth_ are private.
 
-# Inherited variables that would silently override the profile's account, removed as
-# `clauth-helper run` removes them. ANTHROPIC_BASE_URL goes even when the profile sets it: like
-# every variable of the profile, its value reaches Claude Code through the runtime's settings.json.
-_clauth_scrubbed='ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN CLAUDE_CODE_OAUTH_TOKEN ANTHROPIC_BASE_URL'
+# A JSON string as a basic regular expression: a quote, then characters other than a quote or a
+# backslash and escape pairs, then a quote. Anchored at the start of a string token, it ends at
+# the token's closing quote.
+_clauth_str='"[^"\\]*\(\\.[^"\\]*\)*"'
 
 # _clauth_json_string VALUE: VALUE as a JSON string literal.
 _clauth_json_string() {
@@ -29,6 +29,67 @@ _clauth_field() {
 	printf '%s\n' "$_clauth_out" |
 		sed -n 's/.*"'"$1"'":"\([^"\\]*\(\\.[^"\\]*\)*\)".*/\1/p' |
 		sed 's/\\\\/'"$_clauth_soh"'/g; s/\\"/"/g; s/\\\//\//g; s/'"$_clauth_soh"'/\\/g'
+}
+
+# _clauth_decode TOKEN: the value of the JSON string literal TOKEN. Only the escapes of quote,
+# backslash and slash are decoded; a string with any other escape (a control character, \u) is
+# refused with status 1, so nothing is ever set to a value other than the one sent.
+_clauth_decode() {
+	_clauth_s=${1#\"}
+	_clauth_s=${_clauth_s%\"}
+	case $(printf '%s\n' "$_clauth_s" | sed 's|\\[\\"/]||g') in
+	*\\*) return 1 ;;
+	esac
+	_clauth_soh=$(printf '\001')
+	printf '%s\n' "$_clauth_s" |
+		sed 's/\\\\/'"$_clauth_soh"'/g; s/\\"/"/g; s/\\\//\//g; s/'"$_clauth_soh"'/\\/g'
+}
+
+# _clauth_name VALUE: whether VALUE can name a shell variable.
+_clauth_name() {
+	case $1 in
+	'' | [0-9]* | *[!A-Za-z0-9_]*) return 1 ;;
+	esac
+}
+
+# _clauth_take: moves the JSON string token at the start of _clauth_rest into _clauth_tok.
+_clauth_take() {
+	_clauth_tok=$(printf '%s\n' "$_clauth_rest" | sed -n "s/^\($_clauth_str\).*/\1/p")
+	[ -n "$_clauth_tok" ] || return 1
+	_clauth_rest=${_clauth_rest#"$_clauth_tok"}
+}
+
+# _clauth_env_plan: reads "env_remove" and "env" of the acquire response in _clauth_out into
+# _clauth_unset (names, space-separated) and _clauth_set (NAME=VALUE lines), changing nothing
+# yet. Returns 1 when either field is missing or holds what this parser cannot apply exactly.
+_clauth_env_plan() {
+	_clauth_unset=
+	_clauth_set=
+	_clauth_rest=$(printf '%s\n' "$_clauth_out" |
+		sed -n "s/.*\"env_remove\":\[\(\($_clauth_str\)\(,$_clauth_str\)*\)\{0,1\}].*/x\1/p")
+	[ -n "$_clauth_rest" ] || return 1
+	_clauth_rest=${_clauth_rest#x}
+	while [ -n "$_clauth_rest" ]; do
+		_clauth_take || return 1
+		_clauth_k=$(_clauth_decode "$_clauth_tok") && _clauth_name "$_clauth_k" || return 1
+		_clauth_unset="$_clauth_unset $_clauth_k"
+		_clauth_rest=${_clauth_rest#,}
+	done
+	_clauth_kv="$_clauth_str:$_clauth_str"
+	_clauth_rest=$(printf '%s\n' "$_clauth_out" |
+		sed -n "s/.*\"env\":{\(\($_clauth_kv\)\(,$_clauth_kv\)*\)\{0,1\}}.*/x\1/p")
+	[ -n "$_clauth_rest" ] || return 1
+	_clauth_rest=${_clauth_rest#x}
+	while [ -n "$_clauth_rest" ]; do
+		_clauth_take || return 1
+		_clauth_k=$(_clauth_decode "$_clauth_tok") && _clauth_name "$_clauth_k" || return 1
+		_clauth_rest=${_clauth_rest#:}
+		_clauth_take || return 1
+		_clauth_v=$(_clauth_decode "$_clauth_tok") || return 1
+		_clauth_set="$_clauth_set$_clauth_k=$_clauth_v
+"
+		_clauth_rest=${_clauth_rest#,}
+	done
 }
 
 # _clauth_call VERB REQUEST: sends one request; the response is left in _clauth_out. Retries a
@@ -69,9 +130,11 @@ _clauth_call() {
 	return 1
 }
 
-# clauth_acquire PROFILE [LINK_MODE]: acquires a session; sets CLAUTH_SESSION, exports
-# CLAUDE_CONFIG_DIR, and unsets the variables that would override the profile's account. The
-# session is owned by this shell ($$), so it also ends if the shell dies without releasing it.
+# clauth_acquire PROFILE [LINK_MODE]: acquires a session, sets CLAUTH_SESSION, and applies the
+# response to the shell's environment: unsets every variable it lists in env_remove (inherited
+# ones that would override the profile's account), then exports every variable of its env
+# (CLAUDE_CONFIG_DIR). The session is owned by this shell ($$), so it also ends if the shell dies
+# without releasing it.
 clauth_acquire() {
 	if [ $# -lt 1 ] || [ -z "$1" ]; then
 		CLAUTH_ERROR=invalid_request
@@ -83,11 +146,27 @@ clauth_acquire() {
 		_clauth_req="$_clauth_req,\"link_mode\":$(_clauth_json_string "$2")"
 	fi
 	_clauth_call acquire "$_clauth_req}" || return
-	CLAUTH_SESSION=$(_clauth_field session)
-	CLAUDE_CONFIG_DIR=$(_clauth_field config_dir)
-	export CLAUDE_CONFIG_DIR
-	# shellcheck disable=SC2086 # a list of names, split on purpose
-	unset $_clauth_scrubbed
+	_clauth_acquired=$(_clauth_field session)
+	if ! _clauth_env_plan; then
+		# Without an environment to apply the session is of no use; do not keep it.
+		_clauth_call release \
+			"{\"protocol\":1,\"session\":$(_clauth_json_string "$_clauth_acquired")}" 2>/dev/null
+		CLAUTH_ERROR=helper_failed
+		printf 'clauth: %s: %s\n' "$CLAUTH_ERROR" \
+			'the acquire response lacks an env_remove or env this client can apply' >&2
+		return 1
+	fi
+	CLAUTH_SESSION=$_clauth_acquired
+	# shellcheck disable=SC2086 # names checked by _clauth_name, split on purpose
+	unset $_clauth_unset
+	_clauth_env_names=
+	while IFS= read -r _clauth_line; do
+		[ -n "$_clauth_line" ] || continue
+		export "$_clauth_line"
+		_clauth_env_names="$_clauth_env_names ${_clauth_line%%=*}"
+	done <<EOF
+$_clauth_set
+EOF
 }
 
 # clauth_tick [SESSION]: saves what the session changed (refreshed credentials, new files).
@@ -103,8 +182,9 @@ clauth_tick() {
 }
 
 # clauth_release [SESSION]: ends the session (the last one tears the runtime down). Releasing
-# the current session unsets CLAUTH_SESSION and CLAUDE_CONFIG_DIR, also when it had already
-# ended; with no session it does nothing, so it is safe to call twice.
+# the current session unsets CLAUTH_SESSION and the variables its acquire exported
+# (CLAUDE_CONFIG_DIR), also when it had already ended; with no session it does nothing, so it is
+# safe to call twice. Variables the acquire unset stay unset.
 clauth_release() {
 	_clauth_session=${1-${CLAUTH_SESSION-}}
 	[ -n "$_clauth_session" ] || return 0
@@ -112,7 +192,9 @@ clauth_release() {
 	_clauth_rc=$?
 	if [ "$_clauth_session" = "${CLAUTH_SESSION-}" ] &&
 		{ [ "$_clauth_rc" -eq 0 ] || [ "$CLAUTH_ERROR" = session_not_found ]; }; then
-		unset CLAUTH_SESSION CLAUDE_CONFIG_DIR
+		# shellcheck disable=SC2086 # names checked by _clauth_name, split on purpose
+		unset CLAUTH_SESSION ${_clauth_env_names-}
+		_clauth_env_names=
 	fi
 	return "$_clauth_rc"
 }

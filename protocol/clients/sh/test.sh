@@ -51,6 +51,39 @@ write_by_rename() {
 status_json() {
 	printf '{}\n' | "$CLAUTH_HELPER_BIN" status
 }
+# inherit: exports what a parent environment may hold: the variables that would override the
+# profile's account, a CLAUDE_CONFIG_DIR of its own, and one the helper has no say over.
+inherit() {
+	ANTHROPIC_API_KEY=not-a-real-key
+	ANTHROPIC_AUTH_TOKEN=not-a-real-token
+	CLAUDE_CODE_OAUTH_TOKEN=not-a-real-oauth-token
+	ANTHROPIC_BASE_URL=https://inherited.invalid
+	CLAUDE_CONFIG_DIR=/inherited/config
+	CLAUTH_TEST_KEPT=kept
+	export ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN CLAUDE_CODE_OAUTH_TOKEN ANTHROPIC_BASE_URL \
+		CLAUDE_CONFIG_DIR CLAUTH_TEST_KEPT
+}
+uninherit() {
+	unset ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN CLAUDE_CODE_OAUTH_TOKEN ANTHROPIC_BASE_URL \
+		CLAUDE_CONFIG_DIR CLAUTH_TEST_KEPT CLAUTH_TEST_GONE CLAUTH_TEST_SET
+}
+# fake_helper ACQUIRE_RESPONSE: a helper that answers acquire with ACQUIRE_RESPONSE and release
+# with ok, and logs the verbs it was called with in $_dir/calls; its path is in $fake.
+fake_helper() {
+	fake=$_dir/fake-helper
+	printf '%s\n' "$1" >"$_dir/acquire.json"
+	cat >"$fake" <<FAKE
+#!/bin/sh
+cat >/dev/null
+echo "\$1" >>"$_dir/calls"
+case \$1 in
+acquire) cat "$_dir/acquire.json" ;;
+release) echo '{"protocol":1,"ok":true,"session":"s-1"}' ;;
+*) exit 1 ;;
+esac
+FAKE
+	chmod 755 "$fake"
+}
 
 # fresh [STORE_NAME]: a claude home copied from the fixtures, an empty store, a profile `work`.
 # A clean environment, so a developer's own tokens or CLAUTH_* never leak in.
@@ -73,9 +106,7 @@ fresh() {
 
 echo "# acquire"
 fresh
-ANTHROPIC_API_KEY=not-a-real-key
-ANTHROPIC_BASE_URL=https://inherited.invalid
-export ANTHROPIC_API_KEY ANTHROPIC_BASE_URL
+inherit
 clauth_acquire work >"$out" 2>"$err"
 check "acquire succeeds" [ $? -eq 0 ]
 check "acquire prints nothing" eval '[ ! -s "$out" ] && [ ! -s "$err" ]'
@@ -84,8 +115,13 @@ check "CLAUDE_CONFIG_DIR is the runtime" [ "${CLAUDE_CONFIG_DIR-}" = "$CLAUTH_HO
 check "the runtime exists" runtime_exists
 check "a child sees CLAUDE_CONFIG_DIR and the credentials" \
 	sh -c 'grep -q "\"subscriptionType\": *\"team\"" "$CLAUDE_CONFIG_DIR/.credentials.json"'
-check "ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are removed" \
-	eval '[ -z "${ANTHROPIC_API_KEY+set}" ] && [ -z "${ANTHROPIC_BASE_URL+set}" ]'
+# The profile does not set ANTHROPIC_BASE_URL, so the response lists it with the three tokens.
+check "a child sees none of the variables env_remove lists" \
+	sh -c 'for v in ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN CLAUDE_CODE_OAUTH_TOKEN ANTHROPIC_BASE_URL; do
+		env | grep -q "^$v=" && exit 1
+	done; exit 0'
+check "a child sees the variables env_remove does not list" \
+	sh -c '[ "${CLAUTH_TEST_KEPT-}" = kept ]'
 check "the session is owned by this shell" eval 'status_json | grep -q "\"owner_pid\":$$,"'
 
 echo "# tick"
@@ -143,6 +179,61 @@ kill -TERM "$pid"
 wait "$pid"
 check "TERM ends the subshell with status 143" [ $? -eq 143 ]
 check "the trap released on TERM" runtime_gone
+
+echo "# the acquire response is applied as sent"
+fresh
+"$CLAUTH_HELPER_BIN" profile add gateway --credentials - \
+	--env ANTHROPIC_BASE_URL=https://gateway.invalid <"$fixtures/credentials/personal.json" \
+	>"$_dir/add.out" 2>&1
+check "profile add gateway succeeds" [ $? -eq 0 ]
+inherit
+clauth_acquire gateway 2>"$err"
+check "acquire gateway succeeds" [ $? -eq 0 ]
+# The profile sets ANTHROPIC_BASE_URL, so the response does not list it and it is left alone.
+check "a child sees the inherited ANTHROPIC_BASE_URL, which env_remove does not list" \
+	sh -c '[ "${ANTHROPIC_BASE_URL-}" = https://inherited.invalid ]'
+check "a child sees none of the tokens env_remove lists" \
+	sh -c '! env | grep -q -e ^ANTHROPIC_API_KEY= -e ^ANTHROPIC_AUTH_TOKEN= -e ^CLAUDE_CODE_OAUTH_TOKEN='
+check "a child sees the gateway runtime as CLAUDE_CONFIG_DIR" \
+	sh -c '[ "$CLAUDE_CONFIG_DIR" = "$CLAUTH_HOME/runtimes/gateway/config" ]'
+clauth_release
+uninherit
+
+fresh
+# Not a fixed list: names no helper sends today are removed and set just the same.
+fake_helper '{"protocol":1,"ok":true,"session":"s-1","profile":"work","config_dir":"/runtime/config","link_mode":"fake","env":{"CLAUDE_CONFIG_DIR":"/runtime/config","CLAUTH_TEST_SET":"a \"b\" \\c"},"env_remove":["CLAUTH_TEST_GONE","CLAUTH_TEST_NEVER_SET"]}'
+inherit
+CLAUTH_TEST_GONE=gone
+export CLAUTH_TEST_GONE
+real_bin=$CLAUTH_HELPER_BIN
+CLAUTH_HELPER_BIN=$fake
+clauth_acquire work 2>"$err"
+check "acquire through a helper with other names succeeds" [ $? -eq 0 ]
+check "a child does not see the variable env_remove lists" \
+	sh -c '[ -z "${CLAUTH_TEST_GONE+set}" ]'
+check "a child sees every variable of env" \
+	sh -c '[ "$CLAUTH_TEST_SET" = "a \"b\" \\c" ] && [ "$CLAUDE_CONFIG_DIR" = /runtime/config ]'
+check "a child sees the variables this response does not list" \
+	sh -c '[ "$ANTHROPIC_API_KEY" = not-a-real-key ] && [ "$CLAUTH_TEST_KEPT" = kept ]'
+clauth_release
+check "release unsets what the acquire exported" \
+	eval '[ -z "${CLAUTH_TEST_SET+set}" ] && [ -z "${CLAUDE_CONFIG_DIR+set}" ] && [ -z "${CLAUTH_SESSION+set}" ]'
+CLAUTH_HELPER_BIN=$real_bin
+uninherit
+
+fresh
+fake_helper '{"protocol":1,"ok":true,"session":"s-1","profile":"work","config_dir":"/runtime/config","link_mode":"fake","env":{"CLAUDE_CONFIG_DIR":"/runtime/config"}}'
+inherit
+CLAUTH_HELPER_BIN=$fake
+clauth_acquire work 2>"$err"
+check "a response without env_remove fails" [ $? -ne 0 ]
+check "with helper_failed" [ "${CLAUTH_ERROR-}" = helper_failed ]
+check "and the session it acquired is released" \
+	[ "$(tr '\n' ' ' <"$_dir/calls")" = "acquire release " ]
+check "and nothing is changed or set" \
+	eval '[ "$ANTHROPIC_API_KEY" = not-a-real-key ] && [ "$CLAUDE_CONFIG_DIR" = /inherited/config ] && [ -z "${CLAUTH_SESSION+set}" ]'
+CLAUTH_HELPER_BIN=$real_bin
+uninherit
 
 echo "# errors"
 fresh

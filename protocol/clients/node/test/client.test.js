@@ -9,7 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 
-const { Client, ClauthError, withSession, SCRUBBED_ENV } = require('../clauth-helper.js');
+const { Client, ClauthError, withSession, childEnv } = require('../clauth-helper.js');
 
 const BIN = process.env.CLAUTH_HELPER_BIN;
 // Fail, not skip: a suite that silently tests nothing would pass in CI.
@@ -118,13 +118,10 @@ test('acquire hands out a runtime held by the serve process', async (t) => {
 test('the session env carries CLAUDE_CONFIG_DIR to a child process', async (t) => {
   const f = fixture(t);
   f.env.ANTHROPIC_API_KEY = 'not-a-real-key';
-  f.env.ANTHROPIC_AUTH_TOKEN = 'not-a-real-token';
-  f.env.ANTHROPIC_BASE_URL = 'https://inherited.invalid';
   const c = await f.start();
   const s = await c.acquire('work');
   assert.equal(s.env.CLAUDE_CONFIG_DIR, s.configDir);
   assert.equal(s.env.HOME, f.home);
-  for (const key of SCRUBBED_ENV) assert.ok(!(key in s.env), key);
   // The child reports what it found, never the token itself.
   const probe = `
     const p = require('path').join(process.env.CLAUDE_CONFIG_DIR, '.credentials.json');
@@ -133,6 +130,135 @@ test('the session env carries CLAUDE_CONFIG_DIR to a child process', async (t) =
   const out = spawnSync(process.execPath, ['-e', probe], { env: s.env });
   assert.equal(out.status, 0, out.stderr.toString());
   assert.equal(out.stdout.toString().trim(), 'team true false');
+});
+
+// The child's environment is the parent's with the acquire response applied: every name in
+// env_remove removed, every variable of env set, nothing else changed.
+const INHERITED = {
+  ANTHROPIC_API_KEY: 'not-a-real-key',
+  ANTHROPIC_AUTH_TOKEN: 'not-a-real-token',
+  CLAUDE_CODE_OAUTH_TOKEN: 'not-a-real-oauth-token',
+  ANTHROPIC_BASE_URL: 'https://inherited.invalid',
+  CLAUDE_CONFIG_DIR: '/inherited/config',
+  CLAUTH_TEST_KEPT: 'kept',
+};
+
+/** The environment a child process started with `env` finds. */
+function childSees(env) {
+  const out = spawnSync(process.execPath, ['-e', 'process.stdout.write(JSON.stringify(process.env))'], { env });
+  assert.equal(out.status, 0, out.stderr.toString());
+  return JSON.parse(out.stdout.toString());
+}
+
+/** The parent's `env` with a raw acquire response applied by hand. */
+function applied(env, acquired) {
+  const want = {};
+  for (const [k, v] of Object.entries(env)) if (!acquired.env_remove.includes(k)) want[k] = v;
+  return { ...want, ...acquired.env };
+}
+
+test('every variable in env_remove is gone from a child, and every env entry set', async (t) => {
+  const f = fixture(t);
+  Object.assign(f.env, INHERITED);
+  const raw = f.oneShot('acquire', { profile: 'work' });
+  // The profile does not set ANTHROPIC_BASE_URL, so the response lists it.
+  assert.deepEqual(
+    [...raw.env_remove].sort(),
+    ['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_BASE_URL', 'CLAUDE_CODE_OAUTH_TOKEN'],
+  );
+  assert.equal(f.oneShot('release', { session: raw.session }).ok, true);
+  const c = await f.start();
+  const s = await c.acquire('work');
+  const seen = childSees(s.env);
+  for (const key of raw.env_remove) assert.ok(!(key in seen), key);
+  assert.equal(seen.CLAUDE_CONFIG_DIR, s.configDir);
+  assert.deepEqual(seen, applied(f.env, { env: { CLAUDE_CONFIG_DIR: s.configDir }, env_remove: raw.env_remove }));
+});
+
+test('a variable the response does not list reaches the child', async (t) => {
+  // A profile that sets ANTHROPIC_BASE_URL: the response does not list it, so the inherited
+  // value is left alone (the profile's own reaches Claude Code through the runtime's settings.json).
+  const f = fixture(t);
+  const add = spawnSync(
+    BIN,
+    ['profile', 'add', 'gateway', '--credentials', '-', '--env', 'ANTHROPIC_BASE_URL=https://gateway.invalid'],
+    { input: credentials('personal'), env: f.env },
+  );
+  assert.equal(add.status, 0, 'profile add gateway failed');
+  Object.assign(f.env, INHERITED);
+  const raw = f.oneShot('acquire', { profile: 'gateway' });
+  assert.ok(!raw.env_remove.includes('ANTHROPIC_BASE_URL'), JSON.stringify(raw.env_remove));
+  assert.equal(f.oneShot('release', { session: raw.session }).ok, true);
+  const c = await f.start();
+  const s = await c.acquire('gateway');
+  const seen = childSees(s.env);
+  assert.equal(seen.ANTHROPIC_BASE_URL, 'https://inherited.invalid');
+  assert.equal(seen.CLAUTH_TEST_KEPT, 'kept');
+  assert.equal(seen.CLAUDE_CONFIG_DIR, s.configDir);
+  for (const key of ['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'CLAUDE_CODE_OAUTH_TOKEN']) {
+    assert.ok(!(key in seen), key);
+  }
+  assert.deepEqual(seen, applied(f.env, { env: { CLAUDE_CONFIG_DIR: s.configDir }, env_remove: raw.env_remove }));
+});
+
+test('childEnv applies whatever names the response gives, and refuses a response without them', () => {
+  // Not a fixed list: names no helper sends today are removed and set just the same.
+  const base = { ...INHERITED, CLAUTH_TEST_GONE: 'gone' };
+  const env = childEnv(
+    {
+      env: { CLAUDE_CONFIG_DIR: '/runtime/config', CLAUTH_TEST_SET: 'a "b" c' },
+      env_remove: ['CLAUTH_TEST_GONE', 'CLAUTH_TEST_NEVER_SET'],
+    },
+    base,
+  );
+  const want = { ...INHERITED, CLAUDE_CONFIG_DIR: '/runtime/config', CLAUTH_TEST_SET: 'a "b" c' };
+  assert.deepEqual(env, want);
+  assert.deepEqual(childSees(env), want);
+  assert.equal(base.CLAUTH_TEST_GONE, 'gone', 'the base is not changed');
+  for (const bad of [
+    { env: { CLAUDE_CONFIG_DIR: '/x' } },
+    { env: { CLAUDE_CONFIG_DIR: '/x' }, env_remove: 'ANTHROPIC_API_KEY' },
+    { env_remove: [] },
+    { env: { N: 1 }, env_remove: [] },
+  ]) {
+    assert.throws(() => childEnv(bad, {}), { code: 'helper_failed' }, JSON.stringify(bad));
+  }
+});
+
+test('an acquire response without env_remove rejects, and the session is released', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'clauth-node-fake-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const calls = path.join(root, 'calls');
+  const fake = path.join(root, 'fake-helper');
+  const answers = {
+    capabilities: { ok: true, protocol_versions: [1], verbs: [], features: ['env_remove'], version: '0.0.0' },
+    acquire: {
+      ok: true,
+      session: 's-1',
+      profile: 'work',
+      config_dir: '/runtime/config',
+      link_mode: 'fake',
+      env: { CLAUDE_CONFIG_DIR: '/runtime/config' },
+    },
+    release: { ok: true, session: 's-1' },
+  };
+  fs.writeFileSync(
+    fake,
+    `#!${process.execPath}
+const fs = require('fs');
+const answers = ${JSON.stringify(answers)};
+require('readline').createInterface({ input: process.stdin }).on('line', (line) => {
+  const req = JSON.parse(line);
+  fs.appendFileSync(${JSON.stringify(calls)}, req.verb + '\\n');
+  console.log(JSON.stringify({ protocol: 1, id: req.id, ...answers[req.verb] }));
+});
+`,
+  );
+  fs.chmodSync(fake, 0o755);
+  const c = await Client.start({ binary: fake, env: {} });
+  t.after(() => c.close());
+  await assert.rejects(c.acquire('work'), { code: 'helper_failed' });
+  assert.deepEqual(fs.readFileSync(calls, 'utf8').split('\n').filter(Boolean), ['capabilities', 'acquire', 'release']);
 });
 
 for (const mode of ['real', 'fake']) {
