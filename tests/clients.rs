@@ -4,6 +4,10 @@
 //! The suites need python3, node and sh. A missing interpreter fails its test instead of
 //! skipping it: a skipped client suite would let a broken client pass CI unnoticed.
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,10 +18,13 @@ fn client_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs `program args` in the client's directory with `CLAUTH_HELPER_BIN` set; asserts success.
+/// Runs `program args` in the client's directory with `CLAUTH_HELPER_BIN` set and none of the
+/// variables the program reads; asserts success.
 fn run_suite(client: &str, program: &str, args: &[String]) {
     let dir = client_dir(client);
-    let output = Command::new(program)
+    let mut command = Command::new(program);
+    // Each suite makes its own home and store: nothing of this process's may leak in.
+    let output = support::remove_program_env(&mut command)
         .args(args)
         .current_dir(&dir)
         .env(

@@ -385,6 +385,15 @@ pub const PROGRAM_ENV: &[&str] = &[
     "NODE_EXTRA_CA_CERTS",
 ];
 
+/// Removes every variable the program reads, for a command that brings its own world (the
+/// client suites make their own homes and stores).
+pub fn remove_program_env(cmd: &mut Command) -> &mut Command {
+    for key in PROGRAM_ENV {
+        cmd.env_remove(key);
+    }
+    cmd
+}
+
 /// The one command builder: the real binary run against one fixture. Its environment is the
 /// fixture's and nothing of the test process's: `PATH`, `HOME` (the fixture home), `CLAUTH_HOME`
 /// (the fixture store) and the extra variables given. Every command of the binary in every test
@@ -431,9 +440,7 @@ impl Bin {
     /// process's own environment.
     pub fn apply_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
         cmd.env_clear();
-        for key in PROGRAM_ENV {
-            cmd.env_remove(key);
-        }
+        remove_program_env(cmd);
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
             .env("CLAUTH_HOME", &self.store);
