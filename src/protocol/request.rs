@@ -74,6 +74,49 @@ fn unknown_verb(verb: &str) -> CodedError {
     )
 }
 
+/// The traits a checked string shares: read as `str`, shown as itself, decoded from the request
+/// field `$field` through `parse`, and described in a schema as a plain string.
+macro_rules! checked_string {
+    ($ty:ident, $field:literal) => {
+        impl $ty {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $ty {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $ty::parse(&required_string(d, $field)?).map_err(to_de)
+            }
+        }
+
+        impl JsonSchema for $ty {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($ty).into()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({"type": "string"})
+            }
+        }
+    };
+}
+
 /// A profile name: 1 to 64 of letters, digits, `-`, `_`, `.`, not starting with `.`. Safe to
 /// use as a path component; a value of this type has been checked.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -97,43 +140,9 @@ impl ProfileName {
             ))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::ops::Deref for ProfileName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ProfileName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ProfileName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = required_string(d, "profile")?;
-        ProfileName::parse(&name).map_err(to_de)
-    }
-}
-
-impl JsonSchema for ProfileName {
-    fn schema_name() -> Cow<'static, str> {
-        "ProfileName".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"type": "string"})
-    }
-}
+checked_string!(ProfileName, "profile");
 
 /// A session id as `acquire` returns it: letters, digits, `-`, `_`; at most 64. Safe to use as
 /// a path component.
@@ -155,43 +164,9 @@ impl SessionId {
             ))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::ops::Deref for SessionId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for SessionId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let id = required_string(d, "session")?;
-        SessionId::parse(&id).map_err(to_de)
-    }
-}
-
-impl JsonSchema for SessionId {
-    fn schema_name() -> Cow<'static, str> {
-        "SessionId".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"type": "string"})
-    }
-}
+checked_string!(SessionId, "session");
 
 // One enum and one parser for the request field, `--link-mode` and `CLAUTH_LINK_MODE`: a mode,
 // or `auto` to probe for symlinks.
