@@ -93,6 +93,16 @@ pub enum ProfileCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make a profile's login the one plain `claude` uses (moved, never copied).
+    #[command(
+        after_help = "Examples:\n  clauth-helper profile use personal\n  clauth-helper profile use work --save-home-as old-home"
+    )]
+    Use {
+        name: String,
+        /// The profile to keep the home's current login in, when no profile owns it yet.
+        #[arg(long, value_name = "OTHER")]
+        save_home_as: Option<String>,
+    },
     /// Remove a profile (refused while it has a live session).
     #[command(after_help = "Example:\n  clauth-helper profile remove old-work")]
     Remove { name: String },
@@ -114,7 +124,7 @@ pub struct RunArgs {
 pub struct AddArgs {
     /// Profile name: 1-64 letters, digits, '-', '_', '.', not starting with '.'.
     pub name: String,
-    /// Copy the credentials Claude Code saved in ~/.claude/.credentials.json.
+    /// Make this the profile of the login Claude Code keeps in ~/.claude (nothing is copied).
     #[arg(long, conflicts_with = "credentials")]
     pub from_claude: bool,
     /// Read credentials JSON from FILE ('-' for standard input).

@@ -1,4 +1,5 @@
-//! Claude Code credentials: validation, a redacted summary, and which of two documents is newer.
+//! Claude Code credentials: validation, a redacted summary, and the fingerprint that names a
+//! login.
 //!
 //! Bytes are kept as they are (unknown fields survive); this module only reads them. No function
 //! here puts any part of the document into an error message.
@@ -69,17 +70,17 @@ pub fn validate(bytes: &[u8]) -> Result<Summary, Invalid> {
     })
 }
 
-/// Whether `candidate` may replace `current`: it must not expire earlier. A document without an
-/// expiry never replaces one with an expiry; anything valid replaces nothing.
-pub fn may_replace(candidate: &Summary, current: Option<&Summary>) -> bool {
-    match current {
-        None => true,
-        Some(current) => match (candidate.expires_at, current.expires_at) {
-            (Some(new), Some(old)) => new >= old,
-            (None, Some(_)) => false,
-            (_, None) => true,
-        },
+/// A login's fingerprint: the first 128 bits of the SHA-256 of its refresh token, in hex. It
+/// names a login without revealing it; `None` when the document has no refresh token.
+pub fn fingerprint(bytes: &[u8]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let doc: Value = serde_json::from_slice(bytes).ok()?;
+    let token = doc.get("claudeAiOauth")?.get("refreshToken")?.as_str()?;
+    if token.is_empty() {
+        return None;
     }
+    let digest = Sha256::digest(token.as_bytes());
+    Some(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The summary `status` and `profile show` report: never a token.

@@ -205,6 +205,53 @@ pub fn replace_if_unchanged(
     Ok(None)
 }
 
+/// A lock directory in the style Claude Code uses (`<file>.lock`, made by `mkdir`, stale once
+/// its time is over ten seconds old), held while the value lives.
+pub struct LockDir {
+    path: PathBuf,
+}
+
+impl LockDir {
+    /// Takes `path`, waiting at most `timeout` for its holder; `None` when it stayed held.
+    pub fn take(path: &Path, timeout: std::time::Duration) -> Result<Option<LockDir>> {
+        const STALE: std::time::Duration = std::time::Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match fs::create_dir(path) {
+                Ok(()) => {
+                    return Ok(Some(LockDir {
+                        path: path.to_path_buf(),
+                    }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let stale = fs::symlink_metadata(path)
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > STALE);
+                    if stale {
+                        let _ = fs::remove_dir(path);
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", path.display()));
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for LockDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
 /// Best-effort fsync of a directory so a rename inside it survives a power cut.
 pub fn sync_dir(dir: &Path) {
     platform::sync_dir(dir)

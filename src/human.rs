@@ -79,14 +79,45 @@ pub fn profile_add(layout: &Layout, opts: AddOptions) -> Result<()> {
     } else {
         CredentialSource::None
     };
-    app::add_profile(layout, &opts.name, source, env, opts.replace)?;
+    let aside = app::add_profile(layout, &opts.name, source, env, opts.replace)?;
     let status = app::profile_status(layout, &opts.name)?;
     eprintln!(
-        "profile {} {}; credentials: {}",
+        "profile {} {}; credentials: {}{}",
         opts.name,
         if opts.replace { "saved" } else { "added" },
-        describe_credentials(&status.credentials)
+        describe_credentials(&status.credentials),
+        if status.home {
+            " (the home login: it stays in the claude home, where plain claude uses it)"
+        } else {
+            ""
+        }
     );
+    if let Some(path) = aside {
+        eprintln!(
+            "the login it replaced is kept in {}; restore it with `clauth-helper profile add {} --replace --credentials {}`",
+            path.display(),
+            opts.name,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `profile use`.
+pub fn profile_use(
+    layout: &Layout,
+    name: &ProfileName,
+    save_home_as: Option<&ProfileName>,
+) -> Result<()> {
+    let used = app::use_profile(layout, name, save_home_as)?;
+    if used.already {
+        eprintln!("profile {name} is already the home profile");
+        return Ok(());
+    }
+    if let Some(other) = used.saved_home_as {
+        eprintln!("the home's previous login is now profile {other}");
+    }
+    eprintln!("profile {name} is now the home profile: plain `claude` runs as its account");
     Ok(())
 }
 
@@ -101,11 +132,15 @@ pub fn profile_list(layout: &Layout, json: bool, out: &mut impl Write) -> Result
         for p in &status.profiles {
             writeln!(
                 out,
-                "{:<24} {:<3} session(s)  credentials: {}",
+                "{:<24} {:<3} session(s)  credentials: {}{}",
                 p.name,
                 p.sessions.len(),
-                describe_credentials(&p.credentials)
+                describe_credentials(&p.credentials),
+                if p.home { "  (home)" } else { "" }
             )?;
+            for w in &p.warnings {
+                writeln!(out, "  warning: {}", w.message)?;
+            }
         }
     }
     Ok(())
@@ -139,7 +174,11 @@ pub fn profile_show(
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
-    writeln!(out, "profile:     {name}")?;
+    writeln!(
+        out,
+        "profile:     {name}{}",
+        if status.home { " (home profile)" } else { "" }
+    )?;
     writeln!(out, "directory:   {}", layout.profile_dir(name).display())?;
     writeln!(
         out,
@@ -148,6 +187,9 @@ pub fn profile_show(
     )?;
     for (k, v) in &env {
         writeln!(out, "env:         {k}={v}")?;
+    }
+    for w in &status.warnings {
+        writeln!(out, "warning:     {}", w.message)?;
     }
     match &status.runtime {
         Some(rt) => writeln!(
@@ -171,8 +213,12 @@ pub fn profile_show(
 
 /// `profile remove`.
 pub fn profile_remove(layout: &Layout, name: &ProfileName) -> Result<()> {
+    let home = app::profile_status(layout, name)?.home;
     app::remove_profile(layout, name)?;
     eprintln!("profile {name} removed");
+    if home {
+        eprintln!("its login stays in the claude home, where plain claude uses it");
+    }
     Ok(())
 }
 

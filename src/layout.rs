@@ -89,6 +89,22 @@ impl Layout {
     pub fn profile_account(&self, name: &str) -> PathBuf {
         self.profile_dir(name).join("account.json")
     }
+    /// Fingerprints of the refresh tokens the profile held before (never a token).
+    pub fn profile_logins(&self, name: &str) -> PathBuf {
+        self.profile_dir(name).join("logins.json")
+    }
+    /// Which profile's login is the claude home's own (`{"profile": NAME}`).
+    pub fn home_record(&self) -> PathBuf {
+        self.store.join("home.json")
+    }
+    /// An unfinished `profile use`, finished by the next command.
+    pub fn switch_journal(&self) -> PathBuf {
+        self.store.join("switch.json")
+    }
+    /// Where Claude Code keeps the home login (on Linux and Windows).
+    pub fn home_credentials(&self) -> PathBuf {
+        self.claude_home.join(".credentials.json")
+    }
     pub fn runtimes_dir(&self) -> PathBuf {
         self.store.join("runtimes")
     }

@@ -15,6 +15,7 @@ pub mod human;
 pub mod ids;
 pub mod layout;
 pub mod lock;
+pub mod logins;
 pub mod platform;
 pub mod profile;
 pub mod protocol;

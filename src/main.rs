@@ -129,5 +129,12 @@ fn profile_command(layout: &Layout, cmd: ProfileCommand) -> anyhow::Result<()> {
             human::profile_show(layout, &name(&n)?, json, &mut out)
         }
         ProfileCommand::Remove { name: n } => human::profile_remove(layout, &name(&n)?),
+        ProfileCommand::Use {
+            name: n,
+            save_home_as,
+        } => {
+            let other = save_home_as.as_deref().map(name).transpose()?;
+            human::profile_use(layout, &name(&n)?, other.as_ref())
+        }
     }
 }

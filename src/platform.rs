@@ -37,9 +37,19 @@ pub fn sync_dir(dir: &Path) {
     imp::sync_dir(dir)
 }
 
+/// Whether [`process_start_time`] is field 22 of `/proc/<pid>/stat`, the value Claude Code
+/// records as `procStart` in its `sessions/<pid>.json`.
+pub const START_TIME_IS_PROC_STAT: bool = cfg!(target_os = "linux");
+
 /// Whether `owner_pid` can be honoured: a process's start time is known, so a reused pid does
 /// not keep a dead session alive.
 pub const OWNER_PID_SUPPORTED: bool = cfg!(unix);
+
+/// The value of `CLAUDE_CONFIG_DIR` in the environment of process `pid`: `Some(None)` when it
+/// is unset or empty, `None` when it cannot be known (another platform, or not readable).
+pub fn config_dir_of_process(pid: u32) -> Option<Option<std::ffi::OsString>> {
+    imp::config_dir_of_process(pid)
+}
 
 /// This process's id.
 pub fn current_pid() -> u32 {
@@ -157,6 +167,23 @@ mod imp {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    pub fn config_dir_of_process(pid: u32) -> Option<Option<std::ffi::OsString>> {
+        use std::os::unix::ffi::OsStrExt;
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let value = environ
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(b"CLAUDE_CONFIG_DIR="))
+            .filter(|v| !v.is_empty())
+            .map(|v| std::ffi::OsStr::from_bytes(v).to_owned());
+        Some(value)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn config_dir_of_process(_pid: u32) -> Option<Option<std::ffi::OsString>> {
+        None
     }
 
     pub fn set_file_mode(file: &std::fs::File, mode: u32) -> io::Result<()> {
@@ -282,6 +309,10 @@ mod imp {
     pub fn create_mode(_options: &mut std::fs::OpenOptions, _mode: u32) {}
 
     pub fn sync_dir(_dir: &Path) {}
+
+    pub fn config_dir_of_process(_pid: u32) -> Option<Option<std::ffi::OsString>> {
+        None
+    }
 
     pub fn set_file_mode(_file: &std::fs::File, _mode: u32) -> io::Result<()> {
         Ok(())

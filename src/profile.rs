@@ -80,14 +80,8 @@ pub enum CredentialSource {
     Bytes(Vec<u8>),
 }
 
-/// Creates a profile (or, with `replace`, updates one) under the state lock held by the caller.
-pub fn add(
-    layout: &Layout,
-    name: &ProfileName,
-    source: CredentialSource,
-    env: BTreeMap<String, String>,
-    replace: bool,
-) -> Result<()> {
+/// Refuses env keys that cannot be environment variable names.
+pub fn check_env(env: &BTreeMap<String, String>) -> Result<()> {
     for key in env.keys() {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
             return Err(coded(
@@ -96,27 +90,32 @@ pub fn add(
             ));
         }
     }
-    let bytes = match source {
-        CredentialSource::None => None,
-        CredentialSource::FromClaude => {
-            let path = layout.claude_home.join(".credentials.json");
-            Some(fsx::read_optional(&path)?.ok_or_else(|| {
-                coded(
-                    ErrorCode::InvalidCredentials,
-                    format!("{} does not exist; log in with Claude Code first, or use --credentials FILE", path.display()),
-                )
-            })?)
-        }
-        CredentialSource::Bytes(bytes) => Some(bytes),
-    };
+    Ok(())
+}
+
+/// Validates credentials bytes, with a message that never quotes them.
+pub fn check_credentials(bytes: &[u8]) -> Result<credentials::Summary> {
+    credentials::validate(bytes).map_err(|why| {
+        coded(
+            ErrorCode::InvalidCredentials,
+            format!("the credentials are not usable: {why}"),
+        )
+    })
+}
+
+/// Creates a profile (or, with `replace`, updates one) under the state lock held by the caller,
+/// with `bytes` as its credentials when given.
+pub fn add(
+    layout: &Layout,
+    name: &ProfileName,
+    bytes: Option<Vec<u8>>,
+    env: BTreeMap<String, String>,
+    replace: bool,
+) -> Result<()> {
+    check_env(&env)?;
     // Validate before touching the store, so a bad file leaves everything as it was.
     if let Some(bytes) = &bytes {
-        credentials::validate(bytes).map_err(|why| {
-            coded(
-                ErrorCode::InvalidCredentials,
-                format!("the credentials are not usable: {why}"),
-            )
-        })?;
+        check_credentials(bytes)?;
     }
     let dir = layout.profile_dir(name);
     if exists(layout, name) && !replace {

@@ -1,15 +1,19 @@
 //! Profile administration and garbage collection, under the state lock.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{live_of, prune, status};
+use super::home::{self, Used};
+use super::{live_of, prune, settle, status};
+use crate::credentials;
 use crate::error::{ErrorCode, coded};
 use crate::fsx;
-use crate::layout::Layout;
+use crate::layout::{Layout, check_private_dir};
 use crate::lock::StateLock;
+use crate::logins;
 use crate::profile::{self, CredentialSource};
 use crate::protocol::{ProfileName, ProfileStatus};
 use crate::runtime;
@@ -34,6 +38,7 @@ pub fn profile_status(layout: &Layout, name: &ProfileName) -> Result<ProfileStat
 /// and trash that crashed processes left in the store.
 pub fn gc(layout: &Layout) -> Result<Collected> {
     let _lock = StateLock::acquire(layout)?;
+    home::finish_switch(layout)?;
     fsx::sweep_temp(&layout.runtimes_dir());
     fsx::sweep_temp(&layout.sessions_dir());
     fsx::sweep_temp(&layout.store);
@@ -67,10 +72,11 @@ pub fn gc(layout: &Layout) -> Result<Collected> {
 }
 
 /// Removes a profile, refused while it has a live session; its idle runtime is synced first.
+/// Removing the home profile leaves its login in the claude home, where plain `claude` uses it.
 pub fn remove_profile(layout: &Layout, name: &ProfileName) -> Result<()> {
     let _lock = StateLock::acquire(layout)?;
     profile::require(layout, name)?;
-    let (live, _) = prune(layout)?;
+    let live = settle(layout)?;
     let n = live_of(&live, name).count();
     if n > 0 {
         return Err(coded(
@@ -78,37 +84,82 @@ pub fn remove_profile(layout: &Layout, name: &ProfileName) -> Result<()> {
             format!("profile {name} has {n} live session(s); release them before removing it"),
         ));
     }
+    if logins::is_home(layout, name)? {
+        logins::set_home_profile(layout, None)?;
+    }
     runtime::teardown(layout, name)?;
     fsx::remove_entry(&layout.profile_dir(name))
 }
 
 /// Adds or replaces a profile under the state lock; replacing is refused during a live session,
-/// whose refreshed tokens would otherwise race the import.
+/// whose refreshed tokens would otherwise race the import. A login that already has a place
+/// (the home, another profile) is refused: one login, one place. Returns where a replaced
+/// login was kept aside.
 pub fn add_profile(
     layout: &Layout,
     name: &ProfileName,
     source: CredentialSource,
     env: BTreeMap<String, String>,
     replace: bool,
-) -> Result<()> {
+) -> Result<Option<PathBuf>> {
+    // Bad input is refused before anything is touched.
+    profile::check_env(&env)?;
+    if let CredentialSource::Bytes(bytes) = &source {
+        profile::check_credentials(bytes)?;
+    }
     let _lock = StateLock::acquire(layout)?;
-    if replace && profile::exists(layout, name) {
-        let (live, _) = prune(layout)?;
-        if live_of(&live, name).next().is_some() {
-            return Err(coded(
-                ErrorCode::ProfileBusy,
-                format!(
-                    "profile {name} has a live session; release it before replacing the profile"
-                ),
-            ));
+    // A profile directory that is a link or someone else's receives nothing, not even an aside.
+    check_private_dir(&layout.profile_dir(name))?;
+    let live = settle(layout)?;
+    let exists = profile::exists(layout, name);
+    if replace && exists && live_of(&live, name).next().is_some() {
+        return Err(coded(
+            ErrorCode::ProfileBusy,
+            format!("profile {name} has a live session; release it before replacing the profile"),
+        ));
+    }
+    if exists && !replace {
+        return Err(coded(
+            ErrorCode::ProfileExists,
+            format!("profile {name} already exists; pass --replace to update it"),
+        ));
+    }
+    let bytes = match source {
+        CredentialSource::FromClaude => return home::adopt_home_login(layout, name, env, replace),
+        CredentialSource::None => None,
+        CredentialSource::Bytes(bytes) => Some(bytes),
+    };
+    let mut aside = None;
+    if let Some(bytes) = &bytes {
+        home::refuse_copies(layout, name, bytes)?;
+        if exists {
+            runtime::teardown(layout, name)?;
+            if logins::is_home(layout, name)? {
+                // The home login stays where it is, now nobody's profile; this one gets its own.
+                logins::set_home_profile(layout, None)?;
+            }
+            if let Some(own) = profile::read_credentials(layout, name)?
+                && credentials::fingerprint(&own) != credentials::fingerprint(bytes)
+            {
+                let dir = layout.profile_dir(name);
+                aside = Some(logins::keep_aside(&dir, "replaced", &own)?);
+                if let Some(fp) = credentials::fingerprint(&own) {
+                    logins::forget(&dir, &fp)?;
+                }
+            }
         }
     }
-    let from_claude = matches!(source, CredentialSource::FromClaude);
-    profile::add(layout, name, source, env, replace)?;
-    if from_claude {
-        // The home's login comes with its account keys: the profile's sessions start as the
-        // same account (Claude Code would otherwise look it up again).
-        runtime::import_account(layout, name)?;
-    }
-    Ok(())
+    profile::add(layout, name, bytes, env, replace)?;
+    Ok(aside)
+}
+
+/// `profile use`: makes `name`'s login the home login, moving logins, never copying them.
+pub fn use_profile(
+    layout: &Layout,
+    name: &ProfileName,
+    save_home_as: Option<&ProfileName>,
+) -> Result<Used> {
+    let _lock = StateLock::acquire(layout)?;
+    let live = settle(layout)?;
+    home::use_profile(layout, &live, name, save_home_as)
 }

@@ -5,12 +5,14 @@
 
 mod admin;
 mod handler;
+mod home;
 mod sessions;
 
 use anyhow::Result;
 
-pub use admin::{Collected, add_profile, gc, profile_status, remove_profile};
+pub use admin::{Collected, add_profile, gc, profile_status, remove_profile, use_profile};
 pub use handler::OneShot;
+pub use home::{Used, plain_claude_running};
 pub use sessions::{Held, acquire, acquire_held, release, status, tick, tick_with};
 
 use crate::ids::now_ms;
@@ -36,6 +38,16 @@ fn prune(layout: &Layout) -> Result<(Vec<SessionRecord>, usize)> {
         }
     }
     Ok((live, pruned))
+}
+
+/// Prunes dead sessions and puts every login in its one place before a command looks at the
+/// store: an unfinished `profile use` is finished and copies made by an earlier
+/// `--from-claude` are folded into the home profile. Returns the live sessions.
+fn settle(layout: &Layout) -> Result<Vec<SessionRecord>> {
+    home::finish_switch(layout)?;
+    let (live, _) = prune(layout)?;
+    home::migrate_copies(layout, &live)?;
+    Ok(live)
 }
 
 /// The live sessions of one profile.

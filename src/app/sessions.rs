@@ -5,13 +5,14 @@ use std::fs::File;
 
 use anyhow::Result;
 
-use super::{live_of, prune};
+use super::{home, live_of, prune, settle};
 use crate::credentials;
 use crate::error::{ErrorCode, coded};
 use crate::fsx;
 use crate::ids::now_ms;
 use crate::layout::Layout;
 use crate::lock::StateLock;
+use crate::logins;
 use crate::platform;
 use crate::profile;
 use crate::protocol::{
@@ -86,7 +87,7 @@ fn acquire_as(
     let AcquireRequest {
         profile: name,
         owner_pid,
-        lease_ms,
+        lease_ms: _,
         link_mode,
     } = request;
     let _lock = StateLock::acquire(layout)?;
@@ -102,7 +103,10 @@ fn acquire_as(
         })?),
     };
     let env_mode = env_link_mode(layout)?;
-    let (live, _) = prune(layout)?;
+    let live = settle(layout)?;
+    if logins::is_home(layout, name)? {
+        return acquire_home(layout, request, held, owner_start);
+    }
     let existing = match live_of(&live, name).next() {
         // Live sessions use this runtime: it is never rebuilt under them, even when its state
         // cannot be read.
@@ -150,18 +154,7 @@ fn acquire_as(
             mode
         }
     };
-    let now = now_ms();
-    let mut record = SessionRecord {
-        id: held.as_ref().unwrap_or(&session::new_id()).to_string(),
-        profile: name.to_string(),
-        created_at: now,
-        owner_pid: *owner_pid,
-        owner_start,
-        lease_ms: *lease_ms,
-        lease_expires_at: None,
-        held: held.is_some(),
-    };
-    record.renew(now);
+    let record = new_record(request, held, owner_start);
     session::save(layout, &record)?;
     let config_dir = layout.runtime_config_dir(name);
     Ok(Acquired {
@@ -175,6 +168,53 @@ fn acquire_as(
         link_mode: mode,
         env_remove: profile::env_to_remove(&profile::load_config(layout, name)?),
         lease_expires_at: record.lease_expires_at,
+        home: false,
+    })
+}
+
+fn new_record(
+    request: &AcquireRequest,
+    held: Option<SessionId>,
+    owner_start: Option<u64>,
+) -> SessionRecord {
+    let now = now_ms();
+    let mut record = SessionRecord {
+        id: held.as_ref().unwrap_or(&session::new_id()).to_string(),
+        profile: request.profile.to_string(),
+        created_at: now,
+        owner_pid: request.owner_pid,
+        owner_start,
+        lease_ms: request.lease_ms,
+        lease_expires_at: None,
+        held: held.is_some(),
+    };
+    record.renew(now);
+    record
+}
+
+/// A session of the home profile uses the claude home itself: nothing is built, and the
+/// command must not be given a `CLAUDE_CONFIG_DIR` (with one, Claude Code would read
+/// `.claude.json` inside the directory, and on macOS another Keychain item).
+fn acquire_home(
+    layout: &Layout,
+    request: &AcquireRequest,
+    held: Option<SessionId>,
+    owner_start: Option<u64>,
+) -> Result<Acquired> {
+    let record = new_record(request, held, owner_start);
+    session::save(layout, &record)?;
+    let config = profile::load_config(layout, &request.profile)?;
+    let mut env_remove = profile::env_to_remove(&config);
+    env_remove.push("CLAUDE_CONFIG_DIR".to_owned());
+    Ok(Acquired {
+        session: record.id,
+        profile: request.profile.to_string(),
+        config_dir: layout.claude_home.clone(),
+        link_mode: LinkMode::Real,
+        env: home::home_env(&config),
+        env_remove,
+        lease_expires_at: record.lease_expires_at,
+        home: true,
     })
 }
 
@@ -209,7 +249,10 @@ pub fn release(layout: &Layout, id: &SessionId) -> Result<Released> {
     let remaining = live_of(&live, &record.profile)
         .filter(|r| r.id != record.id)
         .count();
-    let (report, removed) = if remaining == 0 {
+    let (report, removed) = if logins::is_home(layout, &record.profile)? {
+        // The home profile's sessions use the claude home: there is nothing to sync or remove.
+        (Default::default(), false)
+    } else if remaining == 0 {
         (runtime::teardown(layout, &record.profile)?, true)
     } else {
         (
@@ -232,19 +275,34 @@ pub fn status(layout: &Layout, only: Option<&ProfileName>) -> Result<Status> {
     if let Some(name) = only {
         profile::require(layout, name)?;
     }
-    let (live, _) = prune(layout)?;
+    let live = settle(layout)?;
     let names = match only {
         Some(name) => vec![name.clone()],
         None => profile::list(layout)?,
     };
+    let home = logins::home_profile(layout)?;
+    // The home's account is read only when some other profile could share it.
+    let home_account = if names.iter().any(|n| Some(n) != home.as_ref()) {
+        runtime::home_account(layout)?
+    } else {
+        Default::default()
+    };
+    let home_uuid = runtime::account_uuid(&home_account);
     let mut profiles = Vec::new();
     for name in names {
-        profiles.push(status_of(layout, &name, &live)?);
+        let is_home = home.as_ref() == Some(&name);
+        profiles.push(status_of(layout, &name, &live, is_home, home_uuid)?);
     }
     Ok(Status { profiles })
 }
 
-fn status_of(layout: &Layout, name: &ProfileName, live: &[SessionRecord]) -> Result<ProfileStatus> {
+fn status_of(
+    layout: &Layout,
+    name: &ProfileName,
+    live: &[SessionRecord],
+    is_home: bool,
+    home_uuid: Option<&str>,
+) -> Result<ProfileStatus> {
     let sessions: Vec<SessionInfo> = live_of(live, name)
         .map(|r| SessionInfo {
             session: r.id.clone(),
@@ -254,16 +312,25 @@ fn status_of(layout: &Layout, name: &ProfileName, live: &[SessionRecord]) -> Res
             held: r.held,
         })
         .collect();
-    let runtime = runtime::load_state(layout, name)?.map(|state| RuntimeInfo {
-        config_dir: layout.runtime_config_dir(name),
-        link_mode: state.link_mode,
-        orphaned: sessions.is_empty(),
-    });
-    let credentials = credentials::report(profile::read_credentials(layout, name)?.as_deref());
+    let runtime = match is_home {
+        true => None,
+        false => runtime::load_state(layout, name)?.map(|state| RuntimeInfo {
+            config_dir: layout.runtime_config_dir(name),
+            link_mode: state.link_mode,
+            orphaned: sessions.is_empty(),
+        }),
+    };
+    // The home profile's login is read where it lives: a refresh by plain `claude` shows at once.
+    let login = match is_home {
+        true => fsx::read_optional(&layout.home_credentials())?,
+        false => profile::read_credentials(layout, name)?,
+    };
     Ok(ProfileStatus {
         name: name.to_string(),
         sessions,
         runtime,
-        credentials,
+        credentials: credentials::report(login.as_deref()),
+        home: is_home,
+        warnings: home::warnings(layout, name, is_home, home_uuid)?,
     })
 }

@@ -21,11 +21,13 @@ pub enum ErrorCode {
     LinkModeConflict,
     LockTimeout,
     UnsafeStore,
+    LoginInUse,
+    HomeBusy,
     Io,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnknownVerb,
         ErrorCode::UnsupportedProtocol,
@@ -39,6 +41,8 @@ impl ErrorCode {
         ErrorCode::LinkModeConflict,
         ErrorCode::LockTimeout,
         ErrorCode::UnsafeStore,
+        ErrorCode::LoginInUse,
+        ErrorCode::HomeBusy,
         ErrorCode::Io,
     ];
 
@@ -57,6 +61,8 @@ impl ErrorCode {
             ErrorCode::LinkModeConflict => "link_mode_conflict",
             ErrorCode::LockTimeout => "lock_timeout",
             ErrorCode::UnsafeStore => "unsafe_store",
+            ErrorCode::LoginInUse => "login_in_use",
+            ErrorCode::HomeBusy => "home_busy",
             ErrorCode::Io => "io",
         }
     }

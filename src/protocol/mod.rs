@@ -21,7 +21,7 @@ pub use request::{
 };
 pub use response::{
     Acquired, Capabilities, CredentialsReport, LinkMode, ProfileStatus, Released, RuntimeInfo,
-    SessionInfo, Status, SyncReport, Ticked,
+    SessionInfo, Status, SyncReport, Ticked, Warning,
 };
 
 /// The protocol version this binary speaks.
@@ -45,6 +45,7 @@ pub const FEATURES: &[&str] = &[
     "held_sessions",
     "sync_report",
     "orphaned_runtimes",
+    "home_profile",
 ];
 
 /// What this binary speaks; `owner_pid` says whether the platform supports that feature.

@@ -81,6 +81,9 @@ pub struct Acquired {
     pub env_remove: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<i64>,
+    /// The profile is the home profile: `config_dir` is the claude home itself, nothing was
+    /// built, and `env` does not set `CLAUDE_CONFIG_DIR` (`env_remove` lists it).
+    pub home: bool,
 }
 
 /// `tick`.
@@ -136,6 +139,21 @@ pub struct ProfileStatus {
     pub sessions: Vec<SessionInfo>,
     pub runtime: Option<RuntimeInfo>,
     pub credentials: CredentialsReport,
+    /// The home profile: its login is the one Claude Code keeps in the claude home, so a
+    /// refresh by plain `claude` is its own.
+    pub home: bool,
+    /// Things about the profile's login a person should know (none when all is well).
+    pub warnings: Vec<Warning>,
+}
+
+/// A note on a profile's login, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Warning {
+    /// `same_account_as_home`: the profile and the home are logged in to the same account
+    /// with different logins; one of them may have been logged out by the other's refresh.
+    pub code: String,
+    /// What it means and what to do, for people.
+    pub message: String,
 }
 
 /// `status`.

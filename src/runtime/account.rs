@@ -76,17 +76,56 @@ pub fn import_account(layout: &Layout, profile: &str) -> Result<()> {
     save_account(layout, profile, &account)
 }
 
-pub(super) fn load_account(layout: &Layout, profile: &str) -> Result<Map<String, Value>> {
+pub fn load_account(layout: &Layout, profile: &str) -> Result<Map<String, Value>> {
     Ok(fsx::read_optional(&layout.profile_account(profile))?
         .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
         .unwrap_or_default())
 }
 
-pub(super) fn save_account(
-    layout: &Layout,
-    profile: &str,
-    account: &Map<String, Value>,
-) -> Result<()> {
+pub fn save_account(layout: &Layout, profile: &str, account: &Map<String, Value>) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(account)?;
     fsx::atomic_write(&layout.profile_account(profile), &bytes, fsx::PRIVATE_FILE)
+}
+
+/// Removes a profile's account keys (its login moved into the claude home).
+pub fn remove_account(layout: &Layout, profile: &str) -> Result<()> {
+    fsx::remove_entry(&layout.profile_account(profile))
+}
+
+/// The account keys of `~/.claude.json` (none when it is missing or does not parse).
+pub fn home_account(layout: &Layout) -> Result<Map<String, Value>> {
+    let home = read_object(&fsx::resolve_link(&layout.claude_json)).unwrap_or_default();
+    Ok(home
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| ACCOUNT_KEYS.contains(&k.as_str()))
+        .collect())
+}
+
+/// Puts `account` in place of the account keys of `~/.claude.json`, keeping every other key.
+/// The caller holds Claude Code's lock on the file. A document that does not parse is not
+/// written over.
+pub fn set_home_account(layout: &Layout, account: &Map<String, Value>) -> Result<()> {
+    let path = fsx::resolve_link(&layout.claude_json);
+    let mut doc = match read_object(&path)? {
+        Some(doc) => doc,
+        None if account.is_empty() => return Ok(()),
+        None => Map::new(),
+    };
+    for key in ACCOUNT_KEYS {
+        doc.shift_remove(*key);
+    }
+    doc.extend(account.clone());
+    let mut bytes = serde_json::to_vec_pretty(&doc)?;
+    bytes.push(b'\n');
+    let mode = std::fs::metadata(&path)
+        .ok()
+        .and_then(|m| crate::platform::mode_of(&m))
+        .unwrap_or(fsx::PRIVATE_FILE);
+    fsx::atomic_write(&path, &bytes, mode)
+}
+
+/// `oauthAccount.accountUuid` of an account-keys map.
+pub fn account_uuid(account: &Map<String, Value>) -> Option<&str> {
+    account.get("oauthAccount")?.get("accountUuid")?.as_str()
 }

@@ -1,7 +1,9 @@
 //! Credentials in a runtime: saving what Claude Code refreshed or logged in, and putting the
 //! profile's canonical file back in place.
 //!
-//! The rule that protects a login: valid credentials never give way to invalid or older ones.
+//! The rule that protects a login: what Claude Code writes in the login's place is its newest
+//! state, so a valid pair a session wrote is saved, whatever its expiry; only a stale copy (a
+//! refresh token the profile held before) and an unusable document are refused.
 
 use std::fs;
 use std::path::Path;
@@ -10,8 +12,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::SyncReport;
-use crate::credentials::{self, Summary};
+use crate::credentials;
 use crate::fsx::{self, Stamp};
+use crate::logins;
 use crate::platform;
 
 /// What the fake-mode reconciler last saw, so an unchanged pair is not read.
@@ -21,42 +24,45 @@ pub struct CredSync {
     pub canonical: Option<Stamp>,
 }
 
-fn summary(bytes: Option<&[u8]>) -> Option<Summary> {
-    bytes.and_then(|b| credentials::validate(b).ok())
-}
-
-/// Saves `bytes` as the canonical credentials when they are valid and not older than what is
-/// there. Returns whether the runtime's document is the one to keep.
-fn save_if_newer(bytes: &[u8], canonical: &Path, report: &mut SyncReport) -> Result<bool> {
-    let candidate = match credentials::validate(bytes) {
-        Ok(s) => s,
-        Err(why) => {
-            report.credentials_rejected =
-                Some(format!("the session's credentials were not saved: {why}"));
-            return Ok(false);
-        }
-    };
-    let current_bytes = fsx::read_optional(canonical)?;
-    if current_bytes.as_deref() == Some(bytes) {
+/// Saves `bytes`, which Claude Code wrote in the runtime, as the profile's canonical login when
+/// they are valid: what a session writes is the login's newest state, whatever its clock says.
+/// Only a pair whose refresh token the profile held before is refused, since it is a stale copy
+/// written back. The pair it replaces, when it is another login, is kept aside. Returns whether
+/// the runtime's document is the one to keep.
+fn save_session_pair(bytes: &[u8], canonical: &Path, report: &mut SyncReport) -> Result<bool> {
+    if let Err(why) = credentials::validate(bytes) {
+        report.credentials_rejected =
+            Some(format!("the session's credentials were not saved: {why}"));
+        return Ok(false);
+    }
+    let current = fsx::read_optional(canonical)?;
+    if current.as_deref() == Some(bytes) {
         return Ok(true);
     }
-    if !credentials::may_replace(&candidate, summary(current_bytes.as_deref()).as_ref()) {
-        // Valid credentials are never thrown away: their refresh token may be the only live
-        // one (a /login with a shorter lifetime, a clock change). They are kept in the profile
-        // for the user to restore, and the saved ones stay in use.
-        let dir = canonical
-            .parent()
-            .context("the credentials file has no directory")?;
-        let aside = dir.join(format!(
-            "credentials.rejected-{}.json",
-            crate::ids::now_ms()
-        ));
-        fsx::atomic_write(&aside, bytes, fsx::PRIVATE_FILE)?;
-        report.credentials_rejected = Some(format!(
-            "the session's credentials expire before the saved ones, so they were not made the profile's; they are kept in {}",
-            aside.display()
-        ));
+    let dir = canonical
+        .parent()
+        .context("the credentials file has no directory")?;
+    let candidate = credentials::fingerprint(bytes);
+    let current_fp = current.as_deref().and_then(credentials::fingerprint);
+    if let Some(fp) = &candidate
+        && current_fp.as_ref() != Some(fp)
+        && logins::held_before(dir, fp)?
+    {
+        report.credentials_rejected = Some(
+            "the session wrote back a login this profile already replaced (its refresh token is spent), so the profile's current login was kept".into(),
+        );
         return Ok(false);
+    }
+    if let Some(old) = &current
+        && credentials::validate(old).is_ok()
+        && current_fp != candidate
+    {
+        // A refresh spends the old token; a /login leaves the old login alive. Which it was
+        // cannot be told, so the replaced pair is kept aside, and remembered as replaced.
+        logins::keep_aside(dir, "replaced", old)?;
+        if let Some(fp) = &current_fp {
+            logins::forget(dir, fp)?;
+        }
     }
     fsx::atomic_write(canonical, bytes, fsx::PRIVATE_FILE)?;
     report.credentials_saved = true;
@@ -81,7 +87,7 @@ pub fn recover(cfg: &Path, canonical: &Path, report: &mut SyncReport) -> Result<
             && let Some(bytes) = fsx::read_optional(&path)?
             && credentials::validate(&bytes).is_ok()
         {
-            save_if_newer(&bytes, canonical, report)?;
+            save_session_pair(&bytes, canonical, report)?;
         }
         fsx::remove_entry(&path)?;
     }
@@ -118,7 +124,7 @@ fn read_stamped(path: &Path) -> Result<Option<(Vec<u8>, Stamp)>> {
 
 /// Puts `prepared` (a temp sibling: a link or a copy of the canonical file) at `runtime_file`
 /// in one exchange. Whatever the exchange took out is looked at: when it is not the document
-/// already handled (`handled`), Claude Code wrote it meanwhile, and it is saved if it is newer.
+/// already handled (`handled`), Claude Code wrote it meanwhile, and it is saved like any refresh.
 /// So a refresh that lands while a tick is at work is never overwritten unseen.
 fn swap_in(
     prepared: &Path,
@@ -135,7 +141,7 @@ fn swap_in(
             && Some(Stamp::of(&meta)) != handled
             && let Some(bytes) = fsx::read_optional(prepared)?
         {
-            save_if_newer(&bytes, canonical, report)?;
+            save_session_pair(&bytes, canonical, report)?;
         }
         fsx::remove_entry(prepared)?;
     }
@@ -157,7 +163,7 @@ pub fn sync_real(canonical: &Path, runtime_file: &Path, report: &mut SyncReport)
                 return Ok(());
             };
             let valid = credentials::validate(&bytes).is_ok();
-            save_if_newer(&bytes, canonical, report)?;
+            save_session_pair(&bytes, canonical, report)?;
             if !valid {
                 // An unusable document stays where Claude Code put it; the canonical file is kept.
                 return Ok(());
@@ -207,7 +213,7 @@ pub fn sync_fake(
     let read = read_stamped(runtime_file)?;
     let (keep_runtime, runtime_invalid, handled) = match &read {
         Some((bytes, stamp)) => (
-            save_if_newer(bytes, canonical, report)?,
+            save_session_pair(bytes, canonical, report)?,
             credentials::validate(bytes).is_err(),
             Some(*stamp),
         ),
@@ -215,7 +221,7 @@ pub fn sync_fake(
     };
     state.runtime = handled;
     if !keep_runtime && !runtime_invalid && canonical.exists() {
-        // Missing or older in the runtime: hand the session the canonical credentials.
+        // Missing or stale in the runtime: hand the session the canonical credentials.
         let dir = runtime_file
             .parent()
             .context("the credentials file has no directory")?;
@@ -226,7 +232,7 @@ pub fn sync_fake(
         swap_in(&copy, runtime_file, canonical, handled, report)?;
         state.runtime = placed;
         if report.credentials_saved && !saved_before {
-            // A refresh landed during the swap and was saved: the copy just placed is older,
+            // A refresh landed during the swap and was saved: the copy just placed is not it,
             // so the next tick must hand the session the new canonical file.
             state.canonical = None;
             return Ok(true);

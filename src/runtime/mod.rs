@@ -19,7 +19,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub use account::{ACCOUNT_KEYS, import_account};
+pub use account::{
+    ACCOUNT_KEYS, account_uuid, home_account, import_account, load_account, remove_account,
+    save_account, set_home_account,
+};
 pub use cache::TickCache;
 use cache::{ManifestStamp, cached_state, manifest_stamp};
 pub use names::{MANAGED, PER_PROFILE, is_managed};

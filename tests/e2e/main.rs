@@ -16,7 +16,7 @@ mod mock;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -71,6 +71,62 @@ fn transcripts_with(dir: &Path, needle: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Claude Code kept on loopback and quiet: it also calls api.anthropic.com directly, through
+/// this proxy, which refuses, so nothing leaves the machine.
+fn offline<'c>(cmd: &'c mut Command, proxy: &str) -> &'c mut Command {
+    cmd.env("TERM", "dumb")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("HTTPS_PROXY", proxy)
+        .env("HTTP_PROXY", proxy)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+}
+
+/// Waits (bounded) for one `claude -p`, and checks it answered with the mock's reply.
+fn finish(what: &str, mut child: std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: claude did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_no_secret("claude stdout", &out.stdout);
+    assert_no_secret("claude stderr", &out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(mock::REPLY),
+        "{what}: claude failed ({:?})\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The access tokens the mock saw with Messages requests carrying `prompt`.
+fn tokens_for(api: &mock::MockApi, prompt: &str) -> Vec<Option<String>> {
+    api.requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/messages") && r.body.contains(prompt))
+        .map(|r| r.authorization.clone())
+        .collect()
+}
+
+fn home_access_token(f: &Fixture) -> String {
+    let v: Value =
+        serde_json::from_slice(&fs::read(f.claude().join(".credentials.json")).unwrap()).unwrap();
+    v["claudeAiOauth"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn both_profiles_at_once(mode: &str, claude: &Path) {
     let api = mock::MockApi::start();
     let f = Fixture::new();
@@ -104,26 +160,12 @@ fn both_profiles_at_once(mode: &str, claude: &Path) {
         .into_iter()
         .map(|profile| {
             let prompt = format!("e2e prompt from {profile} in {mode} mode");
-            let child = bin
-                .command(&["run", profile, "--link-mode", mode, "--"])
+            let mut child = bin.command(&["run", profile, "--link-mode", mode, "--"]);
+            child
                 .arg(claude)
                 .args(["-p", &prompt])
-                .current_dir(&project)
-                .env("TERM", "dumb")
-                .env("DISABLE_TELEMETRY", "1")
-                .env("DISABLE_AUTOUPDATER", "1")
-                .env("DISABLE_ERROR_REPORTING", "1")
-                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-                // Claude Code also calls api.anthropic.com directly: through this proxy, which
-                // refuses, nothing leaves loopback.
-                .env("HTTPS_PROXY", &proxy)
-                .env("HTTP_PROXY", &proxy)
-                .env("NO_PROXY", "127.0.0.1,localhost")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+                .current_dir(&project);
+            let child = offline(&mut child, &proxy).spawn().unwrap();
             (profile, prompt, child)
         })
         .collect();
@@ -238,4 +280,114 @@ fn real_claude_code_runs_two_profiles_at_once_in_both_link_modes() {
     for mode in ["real", "fake"] {
         both_profiles_at_once(mode, &claude);
     }
+}
+
+#[test]
+#[ignore = "needs Claude Code from the npm registry; .ci/run installs it and runs this with --include-ignored"]
+fn real_claude_code_under_the_home_profile_and_after_profile_use() {
+    let claude = claude_binary();
+    let api = mock::MockApi::start();
+    let f = Fixture::new();
+    let base_url = format!("ANTHROPIC_BASE_URL=http://127.0.0.1:{}", api.port());
+    let proxy = format!("http://127.0.0.1:{}", api.port());
+    let home_token = home_access_token(&f);
+    let home_login = fs::read(f.claude().join(".credentials.json")).unwrap();
+    for args in [
+        vec![
+            "profile",
+            "add",
+            "home",
+            "--from-claude",
+            "--env",
+            &base_url,
+        ],
+        vec![
+            "profile",
+            "add",
+            "work",
+            "--credentials",
+            "-",
+            "--env",
+            &base_url,
+        ],
+    ] {
+        let out = f.run(&args, &fixture_credentials("work"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The home's settings.json points ANTHROPIC_BASE_URL nowhere; Claude Code applies its env
+    // block over the process environment, so the home profile's override could not win.
+    let settings = f.claude().join("settings.json");
+    let mut doc = read_json(&settings);
+    if let Some(Value::Object(env)) = doc.get_mut("env") {
+        env.remove("ANTHROPIC_BASE_URL");
+    }
+    fs::write(&settings, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let project = f.dir.path().join("project-home");
+    fs::create_dir_all(&project).unwrap();
+    let bin = Bin::of(&f);
+
+    // The home profile runs in the claude home itself, with its own login.
+    let mut cmd = bin.command(&["run", "home", "--"]);
+    cmd.arg(&claude)
+        .args(["-p", "e2e prompt as the home profile"])
+        .current_dir(&project);
+    finish("run home", offline(&mut cmd, &proxy).spawn().unwrap());
+    assert_eq!(
+        tokens_for(&api, "e2e prompt as the home profile"),
+        vec![Some(format!("Bearer {home_token}"))]
+    );
+    assert!(
+        fs::read_dir(f.store().join("runtimes"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing was built for the home profile"
+    );
+
+    // `profile use work`: plain claude now runs as work, and home is a profile like others.
+    let out = f.run(&["profile", "use", "work"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = Command::new(&claude);
+    bin.apply_env(&mut cmd);
+    cmd.env(
+        base_url.split_once('=').unwrap().0,
+        base_url.split_once('=').unwrap().1,
+    )
+    .args(["-p", "e2e prompt from plain claude"])
+    .current_dir(&project);
+    finish("plain claude", offline(&mut cmd, &proxy).spawn().unwrap());
+    assert_eq!(
+        tokens_for(&api, "e2e prompt from plain claude"),
+        vec![Some(format!("Bearer {}", access_token("work")))]
+    );
+    let mut cmd = bin.command(&["run", "home", "--"]);
+    cmd.arg(&claude)
+        .args(["-p", "e2e prompt from home after use"])
+        .current_dir(&project);
+    finish(
+        "run home after use",
+        offline(&mut cmd, &proxy).spawn().unwrap(),
+    );
+    assert_eq!(
+        tokens_for(&api, "e2e prompt from home after use"),
+        vec![Some(format!("Bearer {home_token}"))]
+    );
+    // Each login in one place: work's in the home, home's in its profile.
+    assert_eq!(
+        fs::read(f.claude().join(".credentials.json")).unwrap(),
+        fixture_credentials("work")
+    );
+    assert_eq!(
+        fs::read(f.store().join("profiles/home/credentials.json")).unwrap(),
+        home_login
+    );
+    assert!(!f.store().join("profiles/work/credentials.json").exists());
 }

@@ -93,41 +93,74 @@ both_modes!(
     }
 );
 
-both_modes!(older_credentials_are_never_saved, |mode: &str| {
-    let f = Fixture::new();
-    f.add_profile("work", Some("work"));
-    let a = f.acquire("work", mode);
-    let cred = f.runtime("work").join(".credentials.json");
-    write_by_rename(&cred, &fixture_credentials("work-older"));
-    let t = f.tick(&session_of(&a));
-    assert_eq!(t["credentials_saved"], json!(false));
-    assert_eq!(
-        fs::read(f.canonical("work")).unwrap(),
-        fixture_credentials("work")
-    );
-    // The session is handed the newer credentials back, and the older ones are kept aside in
-    // the profile, never thrown away (their refresh token may be the only live one).
-    assert_eq!(fs::read(&cred).unwrap(), fixture_credentials("work"));
-    let kept: Vec<_> = fs::read_dir(f.store().join("profiles/work"))
+fn kept_aside(f: &Fixture, profile: &str, what: &str) -> Vec<std::path::PathBuf> {
+    fs::read_dir(f.store().join("profiles").join(profile))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with("credentials.rejected-")
+                .starts_with(&format!("credentials.{what}-"))
         })
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
+        .collect()
+}
+
+both_modes!(
+    a_pair_the_session_wrote_is_saved_whatever_its_expiry,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        let cred = f.runtime("work").join(".credentials.json");
+        // Another login (or a clock set right) gives an earlier expiry: it is still the newest
+        // state of the profile's login, since the session wrote it.
+        write_by_rename(&cred, &fixture_credentials("work-older"));
+        let t = f.tick(&session_of(&a));
+        assert_eq!(t["credentials_saved"], json!(true), "{t}");
+        assert_eq!(
+            fs::read(f.canonical("work")).unwrap(),
+            fixture_credentials("work-older")
+        );
+        // The pair it replaced is kept aside in the profile, private.
+        let kept = kept_aside(&f, "work", "replaced");
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(fs::read(&kept[0]).unwrap(), fixture_credentials("work"));
+        assert_eq!(file_mode(&kept[0]), 0o600);
+        f.release(&session_of(&a));
+        assert_eq!(
+            fs::read(f.canonical("work")).unwrap(),
+            fixture_credentials("work-older")
+        );
+    }
+);
+
+both_modes!(a_stale_pair_written_back_is_not_saved, |mode: &str| {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let a = f.acquire("work", mode);
+    let cred = f.runtime("work").join(".credentials.json");
+    write_by_rename(&cred, &fixture_credentials("work-refreshed"));
+    assert_eq!(f.tick(&session_of(&a))["credentials_saved"], json!(true));
+    // A copy of the pair the refresh replaced comes back (a backup restored, an old process):
+    // its refresh token is spent, so the profile keeps its current login and the session is
+    // handed it again.
+    write_by_rename(&cred, &fixture_credentials("work"));
+    let t = f.tick(&session_of(&a));
+    assert_eq!(t["credentials_saved"], json!(false), "{t}");
+    assert!(t["credentials_rejected"].is_string(), "{t}");
     assert_eq!(
-        fs::read(&kept[0]).unwrap(),
-        fixture_credentials("work-older")
+        fs::read(f.canonical("work")).unwrap(),
+        fixture_credentials("work-refreshed")
     );
-    assert_eq!(file_mode(&kept[0]), 0o600);
+    assert_eq!(
+        fs::read(&cred).unwrap(),
+        fixture_credentials("work-refreshed")
+    );
     f.release(&session_of(&a));
     assert_eq!(
         fs::read(f.canonical("work")).unwrap(),
-        fixture_credentials("work")
+        fixture_credentials("work-refreshed")
     );
 });
 

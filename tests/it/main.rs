@@ -10,6 +10,7 @@ mod conformance;
 mod credentials;
 mod errors;
 mod harness;
+mod home;
 mod lifecycle;
 mod profiles;
 mod progress;

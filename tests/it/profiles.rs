@@ -7,20 +7,25 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 #[test]
-fn profile_add_from_claude_copies_the_home_credentials_byte_for_byte() {
+fn profile_add_from_claude_makes_the_home_profile_and_copies_nothing() {
     let f = Fixture::new();
+    let home_before = fs::read(f.claude().join(".credentials.json")).unwrap();
     let out = f.run(&["profile", "add", "home", "--from-claude"], b"");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The login stays where Claude Code keeps it; the store holds no copy of it.
+    assert!(!f.canonical("home").exists());
     assert_eq!(
-        fs::read(f.canonical("home")).unwrap(),
-        fs::read(f.claude().join(".credentials.json")).unwrap()
+        fs::read(f.claude().join(".credentials.json")).unwrap(),
+        home_before
     );
-    assert_eq!(file_mode(&f.canonical("home")), 0o600);
     assert_eq!(file_mode(&f.store().join("profiles/home")), 0o700);
+    let status = f.status();
+    assert_eq!(status["profiles"][0]["home"], json!(true));
+    assert_eq!(status["profiles"][0]["credentials"]["present"], json!(true));
 }
 
 #[test]
@@ -164,26 +169,27 @@ fn gc_reclaims_a_runtime_left_by_a_crash_after_a_final_sync() {
 }
 
 #[test]
-fn a_profile_from_claude_takes_the_home_account_with_it() {
+fn the_home_profile_runs_in_the_claude_home_with_its_account() {
     let f = Fixture::new();
+    let doc_before = fs::read(f.claude_json()).unwrap();
     let out = f.run(&["profile", "add", "home", "--from-claude"], b"");
     assert!(out.status.success());
     let a = f.acquire("home", "real");
-    let doc: Value =
-        serde_json::from_slice(&fs::read(f.runtime("home").join(".claude.json")).unwrap()).unwrap();
+    assert_eq!(a["home"], json!(true));
+    assert_eq!(a["config_dir"], json!(f.claude().to_string_lossy()));
+    assert!(
+        !f.store().join("runtimes/home").exists(),
+        "nothing is built"
+    );
+    // Its account keys stay in ~/.claude.json, which nothing rewrote.
+    let doc: Value = serde_json::from_slice(&fs::read(f.claude_json()).unwrap()).unwrap();
     assert_eq!(
         doc["oauthAccount"]["emailAddress"],
         json!("home@example.com")
     );
-    assert_eq!(
-        doc["userID"],
-        json!("5f2d0c1a9b8e7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6b5a4938271605f4e")
-    );
-    assert_eq!(
-        file_mode(&f.store().join("profiles/home/account.json")),
-        0o600
-    );
+    assert!(!f.store().join("profiles/home/account.json").exists());
     f.release(&session_of(&a));
+    assert_eq!(fs::read(f.claude_json()).unwrap(), doc_before);
 }
 
 #[test]

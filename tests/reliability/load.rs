@@ -198,8 +198,15 @@ fn refresher(w: &World, id: u64, done: &AtomicBool) {
 fn many_processes_cycling_sessions_under_constant_refreshes_lose_no_refresh_and_leave_nothing_behind()
  {
     let f = Fixture::new();
+    // Each profile its own login: one login has one place.
     for (name, _, creds) in PROFILES {
-        f.add_profile(name, Some(creds));
+        let login = refreshed_credentials(&format!("{creds}-{name}"), 0, 1_893_456_000_000);
+        let out = f.run(&["profile", "add", name, "--credentials", "-"], &login);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let home_before: BTreeMap<String, String> = f
         .snapshot()

@@ -188,6 +188,8 @@ pub const ERROR_CODES: &[&str] = &[
     "link_mode_conflict",
     "lock_timeout",
     "unsafe_store",
+    "login_in_use",
+    "home_busy",
     "io",
 ];
 
