@@ -8,6 +8,7 @@ use anyhow::Result;
 
 use crate::error::{ErrorCode, coded};
 use crate::fsx;
+use crate::keychain::{self, Keychain};
 use crate::platform;
 
 /// Default time to wait for the state lock before answering `lock_timeout`.
@@ -26,6 +27,9 @@ pub struct Layout {
     pub lock_timeout: Duration,
     /// `$CLAUTH_LINK_MODE`, when set.
     pub link_mode_env: Option<String>,
+    /// Where Claude Code keeps logins: the Keychain (macOS, or `CLAUTH_CREDENTIAL_STORE=keychain`)
+    /// besides `.credentials.json`, or `None` for files only.
+    pub keychain: Option<Keychain>,
 }
 
 impl Layout {
@@ -64,12 +68,27 @@ impl Layout {
             }
         };
         let link_mode_env = non_empty("CLAUTH_LINK_MODE").map(|v| v.to_string_lossy().into_owned());
+        let keychain_wanted = match non_empty("CLAUTH_CREDENTIAL_STORE").as_deref() {
+            None => platform::KEYCHAIN_BY_DEFAULT,
+            Some(v) if v == "keychain" => true,
+            Some(v) if v == "file" => false,
+            Some(_) => {
+                return Err(coded(
+                    ErrorCode::InvalidRequest,
+                    "CLAUTH_CREDENTIAL_STORE must be keychain or file",
+                ));
+            }
+        };
+        let keychain = keychain_wanted.then(|| Keychain {
+            account: keychain::account_for(var("USER").as_deref().and_then(|u| u.to_str())),
+        });
         Ok(Layout {
             store,
             claude_home: home.join(".claude"),
             claude_json: home.join(".claude.json"),
             lock_timeout,
             link_mode_env,
+            keychain,
         })
     }
 
@@ -133,6 +152,15 @@ impl Layout {
     }
     pub fn state_lock(&self) -> PathBuf {
         self.store.join("state.lock")
+    }
+
+    /// Which store holds logins, as `status` and `capabilities` say it.
+    pub fn credential_store(&self) -> &'static str {
+        if self.keychain.is_some() {
+            "keychain"
+        } else {
+            "file"
+        }
     }
 
     /// Fails with `claude_home_missing` unless `~/.claude` is a directory.

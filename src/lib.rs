@@ -13,6 +13,7 @@ pub mod error;
 pub mod fsx;
 pub mod human;
 pub mod ids;
+pub mod keychain;
 pub mod layout;
 pub mod lock;
 pub mod logins;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::credentials;
 use crate::fsx;
 use crate::ids::now_ms;
+use crate::keychain;
 use crate::layout::Layout;
 use crate::profile;
 use crate::protocol::ProfileName;
@@ -59,12 +60,38 @@ pub fn is_home(layout: &Layout, name: &str) -> Result<bool> {
     Ok(home_profile(layout)?.is_some_and(|h| h.as_str() == name))
 }
 
+/// The home login as Claude Code reads it: the unsuffixed Keychain item first where the
+/// Keychain is in use, else `~/.claude/.credentials.json`. Not validated.
+pub fn read_home_login(layout: &Layout) -> Result<Option<Vec<u8>>> {
+    if let Some(kc) = &layout.keychain
+        && let Some(bytes) = kc.read(&keychain::service_for(None))?
+    {
+        return Ok(Some(bytes));
+    }
+    fsx::read_optional(&layout.home_credentials())
+}
+
+/// Puts `bytes` as the home login (or, with `None`, removes it), in the one place Claude Code
+/// reads it from: the Keychain item where the Keychain is in use (and no file beside it, which
+/// would be a second copy), else the file.
+pub fn write_home_login(layout: &Layout, bytes: Option<&[u8]>) -> Result<()> {
+    if let Some(kc) = &layout.keychain {
+        let service = keychain::service_for(None);
+        match bytes {
+            Some(b) => kc.write(&service, b)?,
+            None => kc.delete(&service)?,
+        }
+        return fsx::remove_entry(&layout.home_credentials());
+    }
+    match bytes {
+        Some(b) => fsx::atomic_write(&layout.home_credentials(), b, fsx::PRIVATE_FILE),
+        None => fsx::remove_entry(&layout.home_credentials()),
+    }
+}
+
 /// The bytes of the home login, when the claude home holds usable credentials.
 pub fn home_login(layout: &Layout) -> Result<Option<Vec<u8>>> {
-    Ok(
-        fsx::read_optional(&layout.home_credentials())?
-            .filter(|b| credentials::validate(b).is_ok()),
-    )
+    Ok(read_home_login(layout)?.filter(|b| credentials::validate(b).is_ok()))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -178,7 +205,7 @@ pub fn holder_of(
             .and_then(credentials::fingerprint)
             .is_some_and(|f| f == fingerprint)
     };
-    if matches(fsx::read_optional(&layout.home_credentials())?) {
+    if matches(read_home_login(layout)?) {
         return Ok(Some(Holder::Home));
     }
     for name in profile::list(layout)? {

@@ -41,6 +41,10 @@ pub fn sync_dir(dir: &Path) {
 /// records as `procStart` in its `sessions/<pid>.json`.
 pub const START_TIME_IS_PROC_STAT: bool = cfg!(target_os = "linux");
 
+/// Whether Claude Code keeps its login in the Keychain here (macOS), so the helper does too
+/// unless `CLAUTH_CREDENTIAL_STORE` says otherwise.
+pub const KEYCHAIN_BY_DEFAULT: bool = cfg!(target_os = "macos");
+
 /// Whether `owner_pid` can be honoured: a process's start time is known, so a reused pid does
 /// not keep a dead session alive.
 pub const OWNER_PID_SUPPORTED: bool = cfg!(unix);

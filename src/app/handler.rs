@@ -43,6 +43,11 @@ impl Handler for OneShot<'_> {
     }
 
     fn capabilities(&mut self) -> Result<Capabilities, CodedError> {
-        Ok(protocol::capabilities(platform::OWNER_PID_SUPPORTED))
+        let store = match self.layout {
+            Ok(layout) => layout.credential_store(),
+            Err(_) if platform::KEYCHAIN_BY_DEFAULT => "keychain",
+            Err(_) => "file",
+        };
+        Ok(protocol::capabilities(platform::OWNER_PID_SUPPORTED, store))
     }
 }

@@ -215,7 +215,7 @@ fn finish_switch_locked(layout: &Layout) -> Result<()> {
         .as_deref()
         .and_then(|f| ProfileName::parse(f).ok());
     let to_login = profile::read_credentials(layout, &to)?;
-    let home_login = fsx::read_optional(&layout.home_credentials())?;
+    let home_login = logins::read_home_login(layout)?;
     let fp = |b: &Option<Vec<u8>>| b.as_deref().and_then(credentials::fingerprint);
     let moved_in = to_login.is_none() && switch.to_has_login;
     let home_is_to = fp(&home_login).is_some() && fp(&home_login) == fp(&to_login);
@@ -234,12 +234,7 @@ fn finish_switch_locked(layout: &Layout) -> Result<()> {
     // 2. `to`'s login goes into the home, then its account keys; only then does it leave the
     //    store, so a crash in between finds it in both and step 1 skips.
     if !moved_in {
-        match &to_login {
-            Some(bytes) => {
-                fsx::atomic_write(&layout.home_credentials(), bytes, fsx::PRIVATE_FILE)?;
-            }
-            None => fsx::remove_entry(&layout.home_credentials())?,
-        }
+        logins::write_home_login(layout, to_login.as_deref())?;
         runtime::set_home_account(layout, &runtime::load_account(layout, &to)?)?;
         fsx::remove_entry(&layout.profile_credentials(&to))?;
         runtime::remove_account(layout, &to)?;
@@ -252,7 +247,7 @@ fn finish_switch_locked(layout: &Layout) -> Result<()> {
 /// login is byte for byte the home's becomes the home profile (when there is none) and loses
 /// its store copy, so the login has one place again. Profiles with live sessions wait.
 pub(super) fn migrate_copies(layout: &Layout, live: &[SessionRecord]) -> Result<()> {
-    let Some(home) = fsx::read_optional(&layout.home_credentials())? else {
+    let Some(home) = logins::read_home_login(layout)? else {
         return Ok(());
     };
     if credentials::fingerprint(&home).is_none() {
@@ -289,8 +284,11 @@ pub(super) fn adopt_home_login(
         coded(
             ErrorCode::InvalidCredentials,
             format!(
-                "{} holds no usable login; log in with Claude Code first, or use --credentials FILE",
-                layout.home_credentials().display()
+                "the claude home ({}) holds no usable login; log in with Claude Code first, or use --credentials FILE",
+                match &layout.keychain {
+                    Some(_) => "the Keychain item Claude Code-credentials".to_owned(),
+                    None => layout.home_credentials().display().to_string(),
+                }
             ),
         )
     })?;

@@ -148,7 +148,7 @@ fn acquire_as(
             runtime::teardown(layout, name)?;
             if let Err(e) = runtime::build(layout, name, mode) {
                 // A half-built runtime holds links and copies only; the home is untouched.
-                let _ = fsx::remove_entry(&layout.runtime_dir(name));
+                runtime::discard(layout, name);
                 return Err(e);
             }
             mode
@@ -293,7 +293,10 @@ pub fn status(layout: &Layout, only: Option<&ProfileName>) -> Result<Status> {
         let is_home = home.as_ref() == Some(&name);
         profiles.push(status_of(layout, &name, &live, is_home, home_uuid)?);
     }
-    Ok(Status { profiles })
+    Ok(Status {
+        profiles,
+        credential_store: layout.credential_store().to_owned(),
+    })
 }
 
 fn status_of(
@@ -322,7 +325,7 @@ fn status_of(
     };
     // The home profile's login is read where it lives: a refresh by plain `claude` shows at once.
     let login = match is_home {
-        true => fsx::read_optional(&layout.home_credentials())?,
+        true => logins::read_home_login(layout)?,
         false => profile::read_credentials(layout, name)?,
     };
     Ok(ProfileStatus {

@@ -23,11 +23,13 @@ pub enum ErrorCode {
     UnsafeStore,
     LoginInUse,
     HomeBusy,
+    KeychainLocked,
+    KeychainFailed,
     Io,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnknownVerb,
         ErrorCode::UnsupportedProtocol,
@@ -43,6 +45,8 @@ impl ErrorCode {
         ErrorCode::UnsafeStore,
         ErrorCode::LoginInUse,
         ErrorCode::HomeBusy,
+        ErrorCode::KeychainLocked,
+        ErrorCode::KeychainFailed,
         ErrorCode::Io,
     ];
 
@@ -63,6 +67,8 @@ impl ErrorCode {
             ErrorCode::UnsafeStore => "unsafe_store",
             ErrorCode::LoginInUse => "login_in_use",
             ErrorCode::HomeBusy => "home_busy",
+            ErrorCode::KeychainLocked => "keychain_locked",
+            ErrorCode::KeychainFailed => "keychain_failed",
             ErrorCode::Io => "io",
         }
     }
@@ -73,7 +79,7 @@ impl ErrorCode {
 
     /// Whether the same request may succeed if sent again unchanged.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorCode::LockTimeout)
+        matches!(self, ErrorCode::LockTimeout | ErrorCode::KeychainLocked)
     }
 }
 

@@ -46,10 +46,11 @@ pub const FEATURES: &[&str] = &[
     "sync_report",
     "orphaned_runtimes",
     "home_profile",
+    "credential_store",
 ];
 
 /// What this binary speaks; `owner_pid` says whether the platform supports that feature.
-pub fn capabilities(owner_pid: bool) -> Capabilities {
+pub fn capabilities(owner_pid: bool, credential_store: &str) -> Capabilities {
     Capabilities {
         protocol_versions: SUPPORTED_VERSIONS.to_vec(),
         verbs: Verb::ALL.iter().map(|v| v.as_str().to_owned()).collect(),
@@ -59,5 +60,6 @@ pub fn capabilities(owner_pid: bool) -> Capabilities {
             .map(|f| (*f).to_owned())
             .collect(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        credential_store: credential_store.to_owned(),
     }
 }

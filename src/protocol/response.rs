@@ -160,6 +160,9 @@ pub struct Warning {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Status {
     pub profiles: Vec<ProfileStatus>,
+    /// Where logins are kept: `keychain` (the macOS Keychain, as Claude Code does there) or
+    /// `file` (`.credentials.json`).
+    pub credential_store: String,
 }
 
 /// `capabilities`: what this binary speaks.
@@ -172,4 +175,6 @@ pub struct Capabilities {
     pub features: Vec<String>,
     /// The clauth-helper version.
     pub version: String,
+    /// `keychain` or `file`: where logins are kept with this environment.
+    pub credential_store: String,
 }

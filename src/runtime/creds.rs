@@ -29,7 +29,11 @@ pub struct CredSync {
 /// Only a pair whose refresh token the profile held before is refused, since it is a stale copy
 /// written back. The pair it replaces, when it is another login, is kept aside. Returns whether
 /// the runtime's document is the one to keep.
-fn save_session_pair(bytes: &[u8], canonical: &Path, report: &mut SyncReport) -> Result<bool> {
+pub(super) fn save_session_pair(
+    bytes: &[u8],
+    canonical: &Path,
+    report: &mut SyncReport,
+) -> Result<bool> {
     if let Err(why) = credentials::validate(bytes) {
         report.credentials_rejected =
             Some(format!("the session's credentials were not saved: {why}"));
@@ -212,6 +216,9 @@ pub fn sync_fake(
     // is seen by the next tick.
     let read = read_stamped(runtime_file)?;
     let (keep_runtime, runtime_invalid, handled) = match &read {
+        // The copy this sync placed, unchanged: only the profile's login moved on (a refresh
+        // saved from the Keychain item, a recovered leftover); the session gets the new one.
+        Some((_, stamp)) if Some(*stamp) == state.runtime => (false, false, Some(*stamp)),
         Some((bytes, stamp)) => (
             save_session_pair(bytes, canonical, report)?,
             credentials::validate(bytes).is_err(),

@@ -9,6 +9,7 @@ mod cache;
 mod creds;
 mod documents;
 mod fake;
+mod item;
 mod names;
 mod per_profile;
 mod real;
@@ -120,6 +121,9 @@ fn sync_runtime(
             }
         }
     }
+    if let Some(kc) = &layout.keychain {
+        item::sync(kc, &item::service(layout, profile), &canonical, &mut report)?;
+    }
     touched |= documents::sync_all(layout, profile, &config, &cfg, state, &mut report)?;
     Ok((report, touched))
 }
@@ -226,6 +230,21 @@ pub fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
         }
         None => SyncReport::default(),
     };
+    let mut report = report;
+    if let Some(kc) = &layout.keychain {
+        // Read once more, so a refresh that landed during the sync is saved, then removed:
+        // the login's place is the profile again.
+        let service = item::service(layout, profile);
+        if cfg.is_dir() {
+            item::sync(
+                kc,
+                &service,
+                &layout.profile_credentials(profile),
+                &mut report,
+            )?;
+        }
+        kc.delete(&service)?;
+    }
     if cfg.is_dir() {
         per_profile::move_back(layout, profile, &cfg)?;
     }
@@ -290,6 +309,18 @@ pub fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
         &layout.claude_json,
         &cfg.join(".claude.json"),
     )?;
+    if let Some(kc) = &layout.keychain {
+        item::seed(kc, &item::service(layout, profile), &canonical)?;
+    }
     state.ready = true;
     save_state(layout, profile, &state)
+}
+
+/// Removes a runtime whose build failed: it holds links and copies only, and its Keychain item
+/// at most the profile's own login again.
+pub fn discard(layout: &Layout, profile: &str) {
+    if let Some(kc) = &layout.keychain {
+        let _ = kc.delete(&item::service(layout, profile));
+    }
+    let _ = fsx::remove_entry(&layout.runtime_dir(profile));
 }

@@ -11,6 +11,7 @@ mod credentials;
 mod errors;
 mod harness;
 mod home;
+mod keychain;
 mod lifecycle;
 mod profiles;
 mod progress;

@@ -190,8 +190,13 @@ pub const ERROR_CODES: &[&str] = &[
     "unsafe_store",
     "login_in_use",
     "home_busy",
+    "keychain_locked",
+    "keychain_failed",
     "io",
 ];
+
+/// The codes whose requests may succeed when sent again unchanged.
+pub const RETRYABLE: &[&str] = &["lock_timeout", "keychain_locked"];
 
 /// A response of a one-shot call, as a caller sees it.
 #[derive(Debug, Clone)]
@@ -276,7 +281,7 @@ impl Response {
         );
         assert_eq!(
             self.json["error"]["retryable"],
-            json!(code == "lock_timeout"),
+            json!(RETRYABLE.contains(&code)),
             "{}",
             self.context()
         );
@@ -598,6 +603,11 @@ impl Fixture {
     /// Sets an extra environment variable for every command of this fixture.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.insert(key.into(), value.into());
+    }
+
+    /// A variable this fixture's commands get, when set.
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env.get(key).map(String::as_str)
     }
 
     /// The binary, as an `assert_cmd::Command`, in this fixture's environment (`Bin`).

@@ -116,6 +116,16 @@ LockTimeout = _error_class(
     "LockTimeout", "lock_timeout", "Another clauth-helper held the state lock too long."
 )
 UnsafeStore = _error_class("UnsafeStore", "unsafe_store", "The store's permissions are unsafe.")
+LoginInUse = _error_class(
+    "LoginInUse", "login_in_use", "The login already has a place (the home or another profile)."
+)
+HomeBusy = _error_class("HomeBusy", "home_busy", "A plain Claude Code is using the claude home.")
+KeychainLocked = _error_class(
+    "KeychainLocked", "keychain_locked", "The login keychain is locked; unlock it and retry."
+)
+KeychainFailed = _error_class(
+    "KeychainFailed", "keychain_failed", "The Keychain could not be used through `security`."
+)
 StoreIOError = _error_class("StoreIOError", "io", "A file system operation failed.")
 
 # Client-side codes: the helper never sends these.
@@ -145,6 +155,10 @@ _ERRORS_BY_CODE = {
         LinkModeConflict,
         LockTimeout,
         UnsafeStore,
+        LoginInUse,
+        HomeBusy,
+        KeychainLocked,
+        KeychainFailed,
         StoreIOError,
         HelperNotFound,
         HelperFailed,
