@@ -159,7 +159,7 @@ pub fn profile_show(
         .env
         .iter()
         .map(|(k, v)| {
-            let shown = if profile::is_secret_key(k) {
+            let shown = if profile::is_secret(k, v) {
                 "<redacted>"
             } else {
                 v.as_str()

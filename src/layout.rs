@@ -194,7 +194,8 @@ impl Layout {
     }
 }
 
-/// Refuses a store directory that is a symlink or owned by another user (absent is fine).
+/// Refuses a store directory that is a symlink, owned by another user, or writable by group or
+/// others (absent is fine).
 pub fn check_private_dir(path: &Path) -> Result<()> {
     let Some(meta) = fsx::lstat_optional(path)? else {
         return Ok(());
@@ -212,6 +213,20 @@ pub fn check_private_dir(path: &Path) -> Result<()> {
         return Err(coded(
             ErrorCode::UnsafeStore,
             format!("{} is not a directory", path.display()),
+        ));
+    }
+    if let Some(mode) = platform::mode_of(&meta)
+        && mode & 0o022 != 0
+    {
+        // Another local user could swap what is inside: a profile's credentials, a runtime.
+        return Err(coded(
+            ErrorCode::UnsafeStore,
+            format!(
+                "{} can be written by other users (mode {:04o}); make it private with `chmod 700 {}`",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ),
         ));
     }
     if !platform::owned_by_current_user(&meta) {

@@ -186,10 +186,70 @@ pub fn env_to_remove(config: &ProfileConfig) -> Vec<String> {
     out
 }
 
-/// Whether an environment variable's value should be hidden when shown.
-pub fn is_secret_key(key: &str) -> bool {
-    let upper = key.to_ascii_uppercase();
-    ["TOKEN", "KEY", "SECRET", "PASSWORD", "AUTH"]
-        .iter()
-        .any(|w| upper.contains(w))
+/// Words that mark a name or a value as carrying a credential.
+const SECRET_WORDS: &[&str] = &[
+    "TOKEN",
+    "KEY",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "AUTH",
+    "BEARER",
+    "COOKIE",
+    "SESSION",
+    "CREDENTIAL",
+    "SK-",
+];
+
+/// Whether an environment variable's value should be hidden when shown: by its name, and by
+/// its content, since a harmless-looking name can carry a secret
+/// (`ANTHROPIC_CUSTOM_HEADERS=x-api-key: ...`, `OTEL_EXPORTER_OTLP_HEADERS=Authorization=...`):
+/// a secret word anywhere, credentials in a URL (`https://user:pass@host`), or a long run of
+/// token-like characters.
+pub fn is_secret(key: &str, value: &str) -> bool {
+    let name = key.to_ascii_uppercase();
+    let content = value.to_ascii_uppercase();
+    let words = |s: &str| SECRET_WORDS.iter().any(|w| s.contains(w));
+    let userinfo = value.split_once("://").is_some_and(|(_, rest)| {
+        rest.split(['/', '?', '#'])
+            .next()
+            .is_some_and(|a| a.contains('@'))
+    });
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for c in value.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '=') {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    words(&name) || words(&content) || userinfo || longest >= 32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_secret;
+
+    #[test]
+    fn secrets_are_found_by_name_and_by_content() {
+        assert!(is_secret("ANTHROPIC_AUTH_TOKEN", "x"));
+        assert!(is_secret("ANTHROPIC_CUSTOM_HEADERS", "x-api-key: abc"));
+        assert!(is_secret(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Authorization=Bearer abc"
+        ));
+        assert!(is_secret(
+            "ANTHROPIC_BASE_URL",
+            "https://me:pw@llm.example.com/v1"
+        ));
+        assert!(is_secret("SOMETHING", "q8Zr2LmN0pXvT5wYcB7dK1sH4gJ6fA9e"));
+        assert!(!is_secret(
+            "ANTHROPIC_BASE_URL",
+            "https://llm.example.com/v1?x=1"
+        ));
+        assert!(!is_secret("ANTHROPIC_MODEL", "claude-sonnet-4-5"));
+        assert!(!is_secret("SHARED_FLAG", "1"));
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::app;
-use crate::error::{ErrorCode, coded};
+use crate::error::{ErrorCode, code_of, coded};
 use crate::layout::Layout;
 use crate::platform::{self, Signals};
 use crate::profile;
@@ -51,15 +51,13 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
     // Catch signals before the session exists, so none can end us between acquire and release.
     let mut signals =
         Signals::catch().map_err(|e| coded(ErrorCode::Io, format!("cannot catch signals: {e}")))?;
-    let held = app::acquire_held(
-        layout,
-        &AcquireRequest {
-            profile: name,
-            owner_pid: None,
-            lease_ms: None,
-            link_mode,
-        },
-    )?;
+    let request = AcquireRequest {
+        profile: name,
+        owner_pid: None,
+        lease_ms: None,
+        link_mode,
+    };
+    let held = retrying("acquire", || app::acquire_held(layout, &request))?;
     let id = SessionId::parse(&held.acquired.session)?;
 
     let mut argv = command.into_iter();
@@ -124,10 +122,36 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
             Finished::Exited(status)
         }
     };
-    let released = app::release(layout, &id);
+    let released = retrying("release", || app::release(layout, &id));
     drop(held);
     if let Err(e) = released {
-        eprintln!("clauth-helper run: release failed: {e:#}");
+        eprintln!(
+            "clauth-helper run: release failed: {e:#}; the session's runtime is kept, and `clauth-helper gc` saves and removes it later"
+        );
+        // The command's own failure says more; a clean exit must not hide the wrapper's.
+        if let Finished::Exited(0) = outcome {
+            return Ok(Finished::Exited(EXIT_WRAPPER_FAILED));
+        }
     }
     Ok(outcome)
+}
+
+/// Delays between tries of a call whose failure is retryable (`lock_timeout`,
+/// `keychain_locked`): about six seconds in all, beside the lock timeout each try waits.
+const RETRY_DELAYS_MS: [u64; 6] = [100, 200, 400, 800, 1600, 3200];
+
+/// Runs `call`, again after a pause while it fails with a retryable code.
+fn retrying<T>(what: &str, mut call: impl FnMut() -> Result<T>) -> Result<T> {
+    for (n, delay) in RETRY_DELAYS_MS.iter().enumerate() {
+        match call() {
+            Err(e) if code_of(&e).retryable() => {
+                if n == 0 {
+                    eprintln!("clauth-helper run: {what}: {e:#}; trying again");
+                }
+                std::thread::sleep(Duration::from_millis(*delay));
+            }
+            other => return other,
+        }
+    }
+    call()
 }

@@ -46,6 +46,7 @@ pub fn gc(layout: &Layout) -> Result<Collected> {
         fsx::sweep_temp(&layout.profile_dir(&name));
     }
     let (live, pruned) = prune(layout)?;
+    sweep_session_locks(layout)?;
     let mut removed = Vec::new();
     for entry in std::fs::read_dir(layout.runtimes_dir())
         .with_context(|| format!("cannot read {}", layout.runtimes_dir().display()))?
@@ -69,6 +70,28 @@ pub fn gc(layout: &Layout) -> Result<Collected> {
         runtimes_removed: removed,
         sessions_pruned: pruned,
     })
+}
+
+/// Removes hold locks that no session record names and no process holds: a `serve` or `run`
+/// killed between creating its lock and writing the record leaves one.
+fn sweep_session_locks(layout: &Layout) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(layout.sessions_dir()) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else {
+            continue;
+        };
+        if layout.session_record(id).exists() {
+            continue;
+        }
+        let file = crate::session::open_lock(layout, id)?;
+        if file.try_lock().is_ok() {
+            fsx::remove_entry(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a profile, refused while it has a live session; its idle runtime is synced first.

@@ -773,3 +773,50 @@ both_modes!(
         );
     }
 );
+
+/// A `serve` or `run` killed between taking its hold lock and writing the session record leaves
+/// `sessions/<id>.lock`; `gc` removes it, but never one a live process still holds.
+#[test]
+fn gc_removes_hold_locks_nobody_holds_and_keeps_held_ones() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    f.status();
+    let sessions = f.store().join("sessions");
+    let orphan = sessions.join("s-0123456789abcdef01234567.lock");
+    let held = sessions.join("s-89abcdef0123456789abcdef.lock");
+    fs::write(&orphan, b"").unwrap();
+    fs::write(&held, b"").unwrap();
+    // A process holding the lock, as serve does during its acquire.
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'r+'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+        ])
+        .arg(&held)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    let out = f.run(&["gc"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !orphan.exists(),
+        "an unheld lock without a record is removed"
+    );
+    assert!(held.exists(), "a held lock stays");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(f.run(&["gc"], b"").status.success());
+    assert!(!held.exists(), "once its holder is gone it goes too");
+    eprintln!("crash/hold locks: 1 orphaned lock removed, 1 held lock kept until its holder died");
+}

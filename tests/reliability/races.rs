@@ -174,3 +174,69 @@ both_modes!(
         assert!(missing.is_empty(), "{mode}: keys lost: {missing:?}");
     }
 );
+
+/// Holds the store's state lock for `secs` seconds in a process of its own, once `delay`
+/// seconds have passed: as a long command of another clauth-helper would.
+fn state_lock_holder(f: &Fixture, delay: f64, secs: u64) -> String {
+    format!(
+        "python3 -c 'import fcntl,sys,time; time.sleep({delay}); f=open(sys.argv[1],\"a\"); fcntl.flock(f, fcntl.LOCK_EX); time.sleep({secs})' {} >/dev/null 2>&1 & echo $! > {};",
+        f.store().join("state.lock").display(),
+        f.dir.path().join("holder.pid").display()
+    )
+}
+
+/// Stops the last holder by its own process id.
+fn stop_holder(f: &Fixture) {
+    if let Ok(pid) = fs::read_to_string(f.dir.path().join("holder.pid")) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+}
+
+/// `run` retries a release that meets a held state lock (`lock_timeout`, retryable) instead of
+/// leaving the refresh in an orphaned runtime, and says so and exits non-zero only when the
+/// failure persists.
+#[test]
+fn run_retries_a_retryable_release_and_fails_loudly_only_when_it_persists() {
+    let mut f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    f.set_env("CLAUTH_LOCK_TIMEOUT_MS", "200");
+    let refreshed = f.dir.path().join("refreshed.json");
+    fs::write(&refreshed, fixture_credentials("work-refreshed")).unwrap();
+    // The command refreshes, starts a holder that takes the lock as it exits, and exits.
+    let script = |holder: String| {
+        format!(
+            "cp {r} \"$CLAUDE_CONFIG_DIR/.t\" && mv \"$CLAUDE_CONFIG_DIR/.t\" \"$CLAUDE_CONFIG_DIR/.credentials.json\"; {holder} sleep 0.3",
+            r = refreshed.display()
+        )
+    };
+    let out = f.run(
+        &[
+            "run",
+            "work",
+            "--",
+            "sh",
+            "-c",
+            &script(state_lock_holder(&f, 0.1, 2)),
+        ],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("trying again"), "{stderr}");
+    assert!(!f.store().join("runtimes/work").exists());
+    assert_eq!(
+        fs::read(f.canonical("work")).unwrap(),
+        fixture_credentials("work-refreshed")
+    );
+    // Held for longer than every try: a non-zero exit that says what is left and how to finish.
+    stop_holder(&f);
+    let holder = format!("{} sleep 0.3", state_lock_holder(&f, 0.1, 20));
+    let out = f.run(&["run", "work", "--", "sh", "-c", &holder], b"");
+    stop_holder(&f);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("gc"), "{stderr}");
+    eprintln!(
+        "races/run retries: a release retried past a 2 s lock; a 20 s lock reported, exit 125"
+    );
+}

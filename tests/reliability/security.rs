@@ -821,3 +821,117 @@ both_modes!(
         assert_eq!(file_mode(&f.canonical("work")), 0o600);
     }
 );
+
+#[test]
+fn a_store_writable_by_others_is_refused_with_the_chmod_that_fixes_it() {
+    let (mut calls, mut wrong) = (0, Vec::new());
+    for (dir, mode) in [("", 0o777), ("profiles", 0o775), ("runtimes", 0o757)] {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let path = f.store().join(dir);
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        let bin = Bin::of(&f);
+        let (n, w) = refused_everywhere(&bin, &f, &format!("{dir:?} {mode:o}"), "unsafe_store");
+        calls += n;
+        wrong.extend(w);
+        let r = bin.call("status", &json!({}));
+        let message = r.err("unsafe_store")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains("chmod 700"), "{message}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+        bin.call("status", &json!({})).ok();
+    }
+    // A profile's own directory open to others: every command on that profile is refused.
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let dir = f.store().join("profiles/work");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = Bin::of(&f);
+    let before = everything(&f);
+    for mode in ["real", "fake"] {
+        bin.call("acquire", &json!({"profile": "work", "link_mode": mode}))
+            .err("unsafe_store");
+        calls += 1;
+    }
+    bin.call("status", &json!({"profile": "work"}))
+        .err("unsafe_store");
+    for args in [
+        vec!["profile", "add", "work", "--replace", "--credentials", "-"],
+        vec!["profile", "show", "work"],
+        vec!["profile", "remove", "work"],
+        vec!["run", "work", "--", "true"],
+    ] {
+        let (_, err, exit) = bin.run(&args, &fixture_credentials("personal"));
+        let err = String::from_utf8_lossy(&err);
+        assert!(
+            exit != Some(0) && err.contains("unsafe_store"),
+            "{args:?}: {err}"
+        );
+        calls += 1;
+    }
+    assert_eq!(before, everything(&f), "a refused command changed files");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    eprintln!("security/open modes: {calls} commands refused, no file changed");
+}
+
+/// `profile show` hides an env value by what it holds, not only by its name.
+#[test]
+fn profile_show_redacts_secrets_by_content_as_well_as_by_name() {
+    let f = Fixture::new();
+    let env_file = f.dir.path().join("gw.env");
+    let secrets = [
+        ("ANTHROPIC_CUSTOM_HEADERS", "x-api-key: gw-HEADERSECRET-123"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Authorization=Bearer gw-OTELSECRET-456",
+        ),
+        (
+            "ANTHROPIC_BASE_URL",
+            "https://me:gw-URLSECRET-789@llm.example.com/v1",
+        ),
+        ("SOME_SETTING", "gwLONGSECRETq8Zr2LmN0pXvT5wYcB7dK1sH4"),
+    ];
+    let text: String = secrets
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .chain(["ANTHROPIC_MODEL=claude-sonnet-4-5\n".to_owned()])
+        .collect();
+    fs::write(&env_file, text).unwrap();
+    let out = f.run(
+        &[
+            "profile",
+            "add",
+            "gw",
+            "--env-file",
+            &env_file.to_string_lossy(),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        vec!["profile", "show", "gw"],
+        vec!["profile", "show", "gw", "--json"],
+    ] {
+        let out = f.run(&args, b"");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for (k, v) in &secrets {
+            let secret = v
+                .split(['-', ':', '=', '@', ' '])
+                .find(|p| p.contains("SECRET"))
+                .unwrap();
+            assert!(!stdout.contains(secret), "{args:?}: {k} shown: {stdout}");
+            assert!(stdout.contains(k), "{args:?}: {k} is listed: {stdout}");
+        }
+        assert!(
+            stdout.contains("claude-sonnet-4-5"),
+            "harmless values stay: {stdout}"
+        );
+    }
+    eprintln!("security/redaction: 4 secrets in innocent-looking variables hidden, both forms");
+}
