@@ -206,7 +206,7 @@ pub fn replace_if_unchanged(
 }
 
 /// A lock directory in the style Claude Code uses (`<file>.lock`, made by `mkdir`, stale once
-/// its time is over ten seconds old), held while the value lives.
+/// its time is over a minute old), held while the value lives.
 pub struct LockDir {
     path: PathBuf,
 }
@@ -214,7 +214,9 @@ pub struct LockDir {
 impl LockDir {
     /// Takes `path`, waiting at most `timeout` for its holder; `None` when it stayed held.
     pub fn take(path: &Path, timeout: std::time::Duration) -> Result<Option<LockDir>> {
-        const STALE: std::time::Duration = std::time::Duration::from_secs(10);
+        // Claude Code renews its locks' time every few seconds and counts them stale after up to
+        // a minute; a lock older than that is left by a process that died.
+        const STALE: std::time::Duration = std::time::Duration::from_secs(60);
         let deadline = std::time::Instant::now() + timeout;
         loop {
             match fs::create_dir(path) {
@@ -229,8 +231,9 @@ impl LockDir {
                         .and_then(|m| m.modified().ok())
                         .and_then(|t| t.elapsed().ok())
                         .is_some_and(|age| age > STALE);
-                    if stale {
-                        let _ = fs::remove_dir(path);
+                    // An empty stale directory is taken over; anything else (a file, a
+                    // directory with entries) waits for the deadline like a held lock.
+                    if stale && fs::remove_dir(path).is_ok() {
                         continue;
                     }
                 }

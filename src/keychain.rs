@@ -19,6 +19,8 @@ use crate::error::{ErrorCode, coded};
 const NOT_FOUND: i32 = 44;
 /// `security`'s exit status for a locked keychain.
 const LOCKED: i32 = 36;
+/// The longest command line `security -i` reads whole (it reads 4096 bytes, newline included).
+const MAX_INTERACTIVE_LINE: usize = 4095;
 
 /// The generic-password service Claude Code uses for the login of a config directory: the
 /// unsuffixed `Claude Code-credentials` for the claude home (no `CLAUDE_CONFIG_DIR`), else
@@ -128,6 +130,17 @@ impl Keychain {
             "add-generic-password -U -a \"{}\" -s \"{service}\" -X \"{hex}\"\n",
             self.account
         );
+        if line.len() > MAX_INTERACTIVE_LINE {
+            // `security -i` cuts longer lines and stores what it read; passing the secret in
+            // argv instead would show it to every process. So this one is not written.
+            return Err(coded(
+                ErrorCode::KeychainFailed,
+                format!(
+                    "the credentials ({} bytes) are too large for `security -i`, which reads at most {MAX_INTERACTIVE_LINE} bytes a line; the Keychain item was left as it was",
+                    bytes.len()
+                ),
+            ));
+        }
         let mut child = Command::new("security")
             .arg("-i")
             .stdin(Stdio::piped())

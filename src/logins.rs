@@ -208,6 +208,21 @@ pub fn holder_of(
     if matches(read_home_login(layout)?) {
         return Ok(Some(Holder::Home));
     }
+    holder_elsewhere(layout, fingerprint, except)
+}
+
+/// Like [`holder_of`], leaving the claude home out: which profile holds (or spent) a login.
+pub fn holder_elsewhere(
+    layout: &Layout,
+    fingerprint: &str,
+    except: Option<&ProfileName>,
+) -> Result<Option<Holder>> {
+    let matches = |bytes: Option<Vec<u8>>| {
+        bytes
+            .as_deref()
+            .and_then(credentials::fingerprint)
+            .is_some_and(|f| f == fingerprint)
+    };
     for name in profile::list(layout)? {
         if Some(&name) == except {
             continue;

@@ -164,11 +164,10 @@ pub fn add_profile(
             if let Some(own) = profile::read_credentials(layout, name)?
                 && credentials::fingerprint(&own) != credentials::fingerprint(bytes)
             {
+                // Replaced by the user, not by a refresh: still alive, so kept aside and not
+                // counted as spent (it can be restored with --replace).
                 let dir = layout.profile_dir(name);
                 aside = Some(logins::keep_aside(&dir, "replaced", &own)?);
-                if let Some(fp) = credentials::fingerprint(&own) {
-                    logins::forget(&dir, &fp)?;
-                }
             }
         }
     }

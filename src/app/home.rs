@@ -82,6 +82,17 @@ struct Switch {
     from: Option<String>,
     /// Whether `to` had a login of its own to move into the home.
     to_has_login: bool,
+    /// Set once the home's login is saved to `from`: from then on the home is never saved
+    /// again (whatever it holds is `to`'s login, or `from`'s already saved).
+    #[serde(default)]
+    home_saved: bool,
+    /// Set once `to`'s login is in the home: from then on the home is never written again
+    /// (a refresh there is `to`'s newest state).
+    #[serde(default)]
+    to_in_home: bool,
+    /// Set once the home's account keys are `to`'s.
+    #[serde(default)]
+    account_moved: bool,
 }
 
 /// What `profile use` did, for people.
@@ -90,6 +101,25 @@ pub struct Used {
     /// The profile that now keeps the home's previous login.
     pub saved_home_as: Option<ProfileName>,
     pub already: bool,
+}
+
+/// A document in the home's login place that is a login, or what is left of one: anything with
+/// a refresh token is moved, never dropped.
+fn holds_a_login(bytes: &[u8]) -> bool {
+    credentials::fingerprint(bytes).is_some() || credentials::validate(bytes).is_ok()
+}
+
+fn refuse_while_plain_claude_runs(layout: &Layout) -> Result<()> {
+    match plain_claude_running(layout)? {
+        Some(pid) => Err(coded(
+            ErrorCode::HomeBusy,
+            format!(
+                "Claude Code (pid {pid}) is running in {}; quit it first, since it would keep using the login that moves",
+                layout.claude_home.display()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Makes `name`'s login the home login: the home's login goes back to its profile (or to
@@ -109,26 +139,10 @@ pub fn use_profile(
             already: true,
         });
     }
-    for busy in [Some(name), current.as_ref()].into_iter().flatten() {
-        let n = live_of(live, busy).count();
-        if n > 0 {
-            return Err(coded(
-                ErrorCode::ProfileBusy,
-                format!("profile {busy} has {n} live session(s); release them first"),
-            ));
-        }
-    }
-    if let Some(pid) = plain_claude_running(layout)? {
-        return Err(coded(
-            ErrorCode::HomeBusy,
-            format!(
-                "Claude Code (pid {pid}) is running in {}; quit it first, since it would keep using the login that moves",
-                layout.claude_home.display()
-            ),
-        ));
-    }
-    let home_login = logins::home_login(layout)?;
-    let from = match (&current, home_login.is_some()) {
+    let home_has_login = logins::read_home_login(layout)?
+        .as_deref()
+        .is_some_and(holds_a_login);
+    let from = match (&current, home_has_login) {
         (Some(h), _) => Some(h.clone()),
         (None, false) => None,
         (None, true) => {
@@ -138,24 +152,44 @@ pub fn use_profile(
                     "the claude home is logged in with a login that belongs to no profile; name a profile to keep it in with --save-home-as OTHER",
                 ));
             };
-            if profile::exists(layout, other) && profile::read_credentials(layout, other)?.is_some()
-            {
-                return Err(coded(
-                    ErrorCode::ProfileExists,
-                    format!(
-                        "profile {other} already has a login; --save-home-as needs a new profile or one without a login"
-                    ),
-                ));
-            }
             if other == name {
                 return Err(coded(
                     ErrorCode::InvalidRequest,
                     "--save-home-as must name another profile than the one to use",
                 ));
             }
+            if profile::exists(layout, other) {
+                profile::require(layout, other)?;
+                if profile::read_credentials(layout, other)?.is_some() {
+                    return Err(coded(
+                        ErrorCode::ProfileExists,
+                        format!(
+                            "profile {other} already has a login; --save-home-as needs a new profile or one without a login"
+                        ),
+                    ));
+                }
+            }
             Some(other.clone())
         }
     };
+    for busy in [Some(name), from.as_ref()].into_iter().flatten() {
+        let n = live_of(live, busy).count();
+        if n > 0 {
+            return Err(coded(
+                ErrorCode::ProfileBusy,
+                format!("profile {busy} has {n} live session(s); release them first"),
+            ));
+        }
+    }
+    refuse_while_plain_claude_runs(layout)?;
+    // Nothing of either profile may be in a runtime when its login moves; done before Claude
+    // Code's locks are taken, since a fake-mode teardown may take a while.
+    runtime::teardown(layout, name)?;
+    if let Some(f) = &from
+        && profile::exists(layout, f)
+    {
+        runtime::teardown(layout, f)?;
+    }
     // Refused while Claude Code is saving, before anything is written.
     let _locks = home_locks(layout)?;
     if let Some(f) = &from
@@ -163,18 +197,15 @@ pub fn use_profile(
     {
         profile::add(layout, f, None, Default::default(), false)?;
     }
-    // Nothing of `name` may be in a runtime when its login moves into the home.
-    runtime::teardown(layout, name)?;
     let switch = Switch {
         to: name.to_string(),
         from: from.as_ref().map(|f| f.to_string()),
         to_has_login: profile::read_credentials(layout, name)?.is_some(),
+        home_saved: false,
+        to_in_home: false,
+        account_moved: false,
     };
-    fsx::atomic_write(
-        &layout.switch_journal(),
-        &serde_json::to_vec_pretty(&switch)?,
-        fsx::PRIVATE_FILE,
-    )?;
+    write_journal(layout, &switch)?;
     finish_switch_locked(layout)?;
     Ok(Used {
         saved_home_as: if current.is_none() { from } else { None },
@@ -182,12 +213,22 @@ pub fn use_profile(
     })
 }
 
+fn write_journal(layout: &Layout, switch: &Switch) -> Result<()> {
+    fsx::atomic_write(
+        &layout.switch_journal(),
+        &serde_json::to_vec_pretty(switch)?,
+        fsx::PRIVATE_FILE,
+    )
+}
+
 /// Finishes a `profile use` that a journal says is under way. Every step looks at what is on
-/// disk first, so running it again after a crash at any point moves each login once.
+/// disk and in the journal first, so running it again after a crash at any point moves each
+/// login once. Refused (`home_busy`) while a plain Claude Code runs in the home.
 pub(super) fn finish_switch(layout: &Layout) -> Result<()> {
     if fsx::lstat_optional(&layout.switch_journal())?.is_none() {
         return Ok(());
     }
+    refuse_while_plain_claude_runs(layout)?;
     let _locks = home_locks(layout)?;
     finish_switch_locked(layout)
 }
@@ -204,7 +245,7 @@ fn finish_switch_locked(layout: &Layout) -> Result<()> {
     let Some(bytes) = fsx::read_optional(&layout.switch_journal())? else {
         return Ok(());
     };
-    let Ok(switch) = serde_json::from_slice::<Switch>(&bytes) else {
+    let Ok(mut switch) = serde_json::from_slice::<Switch>(&bytes) else {
         return fsx::remove_entry(&layout.switch_journal());
     };
     let Ok(to) = ProfileName::parse(&switch.to) else {
@@ -214,31 +255,55 @@ fn finish_switch_locked(layout: &Layout) -> Result<()> {
         .from
         .as_deref()
         .and_then(|f| ProfileName::parse(f).ok());
+    // 1. The home's login (as Claude Code last wrote it, refreshed or not) goes to `from`, with
+    //    its account keys. Once the journal says so, never again: the home may hold `to`'s.
+    if !switch.home_saved {
+        if let Some(from) = &from
+            && let Some(home) = logins::read_home_login(layout)?.filter(|b| holds_a_login(b))
+        {
+            let dir = layout.profile_dir(from);
+            if let Some(old) = profile::read_credentials(layout, from)?
+                && old != home
+            {
+                // What `from` held (a save this journal made before a crash) is not dropped.
+                logins::keep_aside(&dir, "replaced", &old)?;
+            }
+            fsx::atomic_write(&layout.profile_credentials(from), &home, fsx::PRIVATE_FILE)?;
+            runtime::save_account(layout, from, &runtime::home_account(layout)?)?;
+        }
+        switch.home_saved = true;
+        write_journal(layout, &switch)?;
+    }
+    // 2. `to`'s login goes into the home. The home may have changed since step 1 only by a
+    //    plain claude refreshing `from`'s login after a crash: then that is saved again first.
     let to_login = profile::read_credentials(layout, &to)?;
-    let home_login = logins::read_home_login(layout)?;
-    let fp = |b: &Option<Vec<u8>>| b.as_deref().and_then(credentials::fingerprint);
-    let moved_in = to_login.is_none() && switch.to_has_login;
-    let home_is_to = fp(&home_login).is_some() && fp(&home_login) == fp(&to_login);
-    // 1. The home's login (as Claude Code last wrote it) goes to `from`, with its account keys,
-    //    unless `to`'s login is already in the home.
-    if !moved_in
-        && !home_is_to
-        && let Some(from) = &from
-        && let Some(bytes) = home_login
-            .as_deref()
-            .filter(|b| credentials::validate(b).is_ok())
-    {
-        profile::write_credentials(layout, from, bytes)?;
-        runtime::save_account(layout, from, &runtime::home_account(layout)?)?;
+    if !switch.to_in_home {
+        let fp = |b: Option<&[u8]>| b.and_then(credentials::fingerprint);
+        let home = logins::read_home_login(layout)?.filter(|b| holds_a_login(b));
+        let already_to = home.is_some() && fp(home.as_deref()) == fp(to_login.as_deref());
+        if !already_to
+            && let (Some(from), Some(home)) = (&from, &home)
+            && profile::read_credentials(layout, from)?.as_ref() != Some(home)
+        {
+            if let Some(old) = profile::read_credentials(layout, from)? {
+                logins::keep_aside(&layout.profile_dir(from), "replaced", &old)?;
+            }
+            fsx::atomic_write(&layout.profile_credentials(from), home, fsx::PRIVATE_FILE)?;
+        }
+        if !already_to && (to_login.is_some() || !switch.to_has_login) {
+            logins::write_home_login(layout, to_login.as_deref())?;
+        }
+        switch.to_in_home = true;
+        write_journal(layout, &switch)?;
     }
-    // 2. `to`'s login goes into the home, then its account keys; only then does it leave the
-    //    store, so a crash in between finds it in both and step 1 skips.
-    if !moved_in {
-        logins::write_home_login(layout, to_login.as_deref())?;
+    // 3. Its account keys, once; then it leaves the store.
+    if !switch.account_moved {
         runtime::set_home_account(layout, &runtime::load_account(layout, &to)?)?;
-        fsx::remove_entry(&layout.profile_credentials(&to))?;
-        runtime::remove_account(layout, &to)?;
+        switch.account_moved = true;
+        write_journal(layout, &switch)?;
     }
+    fsx::remove_entry(&layout.profile_credentials(&to))?;
+    runtime::remove_account(layout, &to)?;
     logins::set_home_profile(layout, Some(&to))?;
     fsx::remove_entry(&layout.switch_journal())
 }
@@ -247,21 +312,29 @@ fn finish_switch_locked(layout: &Layout) -> Result<()> {
 /// login is byte for byte the home's becomes the home profile (when there is none) and loses
 /// its store copy, so the login has one place again. Profiles with live sessions wait.
 pub(super) fn migrate_copies(layout: &Layout, live: &[SessionRecord]) -> Result<()> {
-    let Some(home) = logins::read_home_login(layout)? else {
+    let Some(home_fp) = logins::read_home_login(layout)?
+        .as_deref()
+        .and_then(credentials::fingerprint)
+    else {
         return Ok(());
     };
-    if credentials::fingerprint(&home).is_none() {
-        return Ok(());
-    }
+    let same = |bytes: Option<Vec<u8>>| {
+        bytes.as_deref().and_then(credentials::fingerprint).as_ref() == Some(&home_fp)
+    };
     let mut home_profile = logins::home_profile(layout)?;
     for name in profile::list(layout)? {
         if live_of(live, &name).next().is_some()
             || check_private_dir(&layout.profile_dir(&name)).is_err()
-            || profile::read_credentials(layout, &name)?.as_deref() != Some(home.as_slice())
+            || !same(profile::read_credentials(layout, &name)?)
         {
             continue;
         }
+        // A leftover runtime's final sync may save a refresh it never ticked: only a store
+        // that still holds the home's login after it is a copy.
         runtime::teardown(layout, &name)?;
+        if !same(profile::read_credentials(layout, &name)?) {
+            continue;
+        }
         if home_profile.is_none() {
             logins::set_home_profile(layout, Some(&name))?;
             home_profile = Some(name.clone());
@@ -292,6 +365,13 @@ pub(super) fn adopt_home_login(
             ),
         )
     })?;
+    // A copy of the home login a profile still holds (one with a live session is not folded
+    // in yet), or a token a profile already replaced, is not a login to adopt again.
+    if let Some(fp) = credentials::fingerprint(&home)
+        && let Some(holder) = logins::holder_elsewhere(layout, &fp, Some(name))?
+    {
+        return Err(coded(ErrorCode::LoginInUse, holder.refusal(name)));
+    }
     if let Some(owner) = logins::home_profile(layout)?
         && &owner != name
     {

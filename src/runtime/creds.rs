@@ -22,6 +22,18 @@ use crate::platform;
 pub struct CredSync {
     pub runtime: Option<Stamp>,
     pub canonical: Option<Stamp>,
+    /// A digest of the bytes this sync last placed in the runtime: with coarse file times a
+    /// stamp alone could match a copy Claude Code rewrote.
+    #[serde(default)]
+    pub placed: Option<String>,
+}
+
+fn digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Saves `bytes`, which Claude Code wrote in the runtime, as the profile's canonical login when
@@ -196,6 +208,7 @@ pub fn place_fake(canonical: &Path, runtime_file: &Path, state: &mut CredSync) -
     }
     state.runtime = Stamp::at(runtime_file)?;
     state.canonical = Stamp::at(canonical)?;
+    state.placed = fsx::read_optional(runtime_file)?.map(|b| digest(&b));
     Ok(())
 }
 
@@ -218,7 +231,12 @@ pub fn sync_fake(
     let (keep_runtime, runtime_invalid, handled) = match &read {
         // The copy this sync placed, unchanged: only the profile's login moved on (a refresh
         // saved from the Keychain item, a recovered leftover); the session gets the new one.
-        Some((_, stamp)) if Some(*stamp) == state.runtime => (false, false, Some(*stamp)),
+        Some((bytes, stamp))
+            if Some(*stamp) == state.runtime
+                && state.placed.as_deref() == Some(digest(bytes).as_str()) =>
+        {
+            (false, false, Some(*stamp))
+        }
         Some((bytes, stamp)) => (
             save_session_pair(bytes, canonical, report)?,
             credentials::validate(bytes).is_err(),
@@ -235,6 +253,7 @@ pub fn sync_fake(
         let copy = fsx::unique_sibling(dir, "copy");
         fsx::copy_file_atomic(canonical, &copy, Some(fsx::PRIVATE_FILE))?;
         let placed = Stamp::at(&copy)?;
+        state.placed = fsx::read_optional(&copy)?.map(|b| digest(&b));
         let saved_before = report.credentials_saved;
         swap_in(&copy, runtime_file, canonical, handled, report)?;
         state.runtime = placed;

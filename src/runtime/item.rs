@@ -29,6 +29,21 @@ pub fn seed(kc: &Keychain, service: &str, canonical: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes an item whose runtime is gone, keeping a valid login it holds aside in the profile
+/// (`credentials.keychain-<ms>.json`) unless it is the profile's own.
+pub fn salvage(kc: &Keychain, service: &str, canonical: &Path) -> Result<()> {
+    if let Some(bytes) = kc.read(service)? {
+        if credentials::validate(&bytes).is_ok()
+            && fsx::read_optional(canonical)?.as_deref() != Some(bytes.as_slice())
+            && let Some(dir) = canonical.parent()
+        {
+            crate::logins::keep_aside(dir, "keychain", &bytes)?;
+        }
+        kc.delete(service)?;
+    }
+    Ok(())
+}
+
 /// Saves what Claude Code wrote in the item, by the rule of every session write; a stale copy
 /// there is replaced by the profile's login, a missing item seeded again.
 pub fn sync(kc: &Keychain, service: &str, canonical: &Path, report: &mut SyncReport) -> Result<()> {

@@ -189,6 +189,12 @@ pub fn sync(layout: &Layout, profile: &str, cache: &mut TickCache) -> Result<Syn
 pub fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
     let dir = layout.runtime_dir(profile);
     if !dir.exists() {
+        // An item left without its runtime (a crash, another tool): nothing says whose login
+        // it is, so it is kept aside in the profile, never dropped, before it goes.
+        if let Some(kc) = &layout.keychain {
+            let canonical = layout.profile_credentials(profile);
+            item::salvage(kc, &item::service(layout, profile), &canonical)?;
+        }
         return Ok(SyncReport::default());
     }
     let cfg = layout.runtime_config_dir(profile);
@@ -235,14 +241,12 @@ pub fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
         // Read once more, so a refresh that landed during the sync is saved, then removed:
         // the login's place is the profile again.
         let service = item::service(layout, profile);
-        if cfg.is_dir() {
-            item::sync(
-                kc,
-                &service,
-                &layout.profile_credentials(profile),
-                &mut report,
-            )?;
-        }
+        item::sync(
+            kc,
+            &service,
+            &layout.profile_credentials(profile),
+            &mut report,
+        )?;
         kc.delete(&service)?;
     }
     if cfg.is_dir() {

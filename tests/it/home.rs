@@ -434,6 +434,27 @@ fn replace_keeps_the_replaced_login_aside_and_says_where() {
         fs::read(f.canonical("work")).unwrap(),
         fixture_credentials("personal")
     );
+    // The restore it suggests works: a login the user replaced is not a spent one.
+    let out = f.run(
+        &[
+            "profile",
+            "add",
+            "work",
+            "--replace",
+            "--credentials",
+            &aside[0].to_string_lossy(),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(f.canonical("work")).unwrap(),
+        fixture_credentials("work")
+    );
 }
 
 /// What `profile add NAME --from-claude` wrote before logins had one place: a copy.
@@ -529,26 +550,44 @@ fn a_profile_use_cut_short_is_finished_by_the_next_command() {
         assert!(!f.canonical("personal").exists());
         assert_one_place_each(&f, "after the finish");
     }
-    // Killed later: `personal`'s login already in the home, and still in the store.
-    let f = Fixture::new();
-    add_home_profile(&f, "home");
-    f.add_profile("personal", Some("personal"));
-    let home_login = fs::read(home_creds(&f)).unwrap();
-    fs::write(f.canonical("home"), &home_login).unwrap();
-    write_by_rename(&home_creds(&f), &fixture_credentials("personal"));
-    fs::write(
-        f.store().join("switch.json"),
-        json!({"to": "personal", "from": "home", "to_has_login": true}).to_string(),
-    )
-    .unwrap();
-    f.status();
-    assert_eq!(fs::read(f.canonical("home")).unwrap(), home_login);
-    assert!(!f.canonical("personal").exists());
-    assert_one_place_each(&f, "after the later finish");
+    // Killed later: `personal`'s login already in the home (the journal says the home was
+    // saved), and still in the store; then, in one variant, plain claude refreshed it.
+    for refreshed_meanwhile in [false, true] {
+        let f = Fixture::new();
+        add_home_profile(&f, "home");
+        f.add_profile("personal", Some("personal"));
+        let home_login = fs::read(home_creds(&f)).unwrap();
+        fs::write(f.canonical("home"), &home_login).unwrap();
+        let mut in_home = fixture_credentials("personal");
+        if refreshed_meanwhile {
+            let mut doc: Value = serde_json::from_slice(&in_home).unwrap();
+            doc["claudeAiOauth"]["refreshToken"] = json!("sk-ant-ort01-PERSONALREFRESH9-plain");
+            in_home = serde_json::to_vec(&doc).unwrap();
+        }
+        write_by_rename(&home_creds(&f), &in_home);
+        fs::write(
+            f.store().join("switch.json"),
+            json!({"to": "personal", "from": "home", "to_has_login": true,
+                   "home_saved": true, "to_in_home": refreshed_meanwhile})
+            .to_string(),
+        )
+        .unwrap();
+        f.status();
+        assert_eq!(fs::read(f.canonical("home")).unwrap(), home_login);
+        assert_eq!(
+            fs::read(home_creds(&f)).unwrap(),
+            in_home,
+            "the home keeps personal's newest login, never its spent store copy"
+        );
+        assert!(!f.canonical("personal").exists());
+        assert!(!f.store().join("switch.json").exists());
+        assert_one_place_each(&f, "after the later finish");
+    }
 }
 
 /// `profile use` writes the home's files under Claude Code's own lock directories: a held one
-/// makes it wait and then refuse, a stale one (over ten seconds old) is taken over.
+/// makes it wait and then refuse, a stale one (over a minute old) is taken over, and a stale
+/// one that is not an empty directory never makes it spin.
 #[test]
 fn profile_use_takes_claude_code_s_locks_on_the_home_files() {
     let f = Fixture::new();
@@ -564,7 +603,7 @@ fn profile_use_takes_claude_code_s_locks_on_the_home_files() {
         f.snapshot(),
         "nothing moved while Claude Code held its lock"
     );
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
     fs::File::open(&lock).unwrap().set_modified(old).unwrap();
     let out = f.run(&["profile", "use", "personal"], b"");
     assert!(
@@ -574,4 +613,15 @@ fn profile_use_takes_claude_code_s_locks_on_the_home_files() {
     );
     assert!(!lock.exists(), "the lock is released after the move");
     assert_one_place_each(&f, "after a use under the locks");
+    // A stale lock that cannot be removed as a lock directory: refused in bounded time.
+    let refresh_lock = f.claude().join(".oauth_refresh.lock");
+    fs::write(&refresh_lock, b"not a directory").unwrap();
+    fs::File::open(&refresh_lock)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = f.run(&["profile", "use", "home"], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("home_busy"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }

@@ -144,6 +144,21 @@ both_modes!(
         put_item(&f, &svc, &fixture_credentials("personal"));
         f.acquire("work", mode);
         assert_eq!(item(&f, &svc), Some(fixture_credentials("work")));
+        // What it held is kept aside, not made the profile's login and not dropped.
+        assert_eq!(
+            fs::read(f.canonical("work")).unwrap(),
+            fixture_credentials("work")
+        );
+        let aside: Vec<_> = fs::read_dir(f.store().join("profiles/work"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("credentials.keychain-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(
+            fs::read(&aside[0]).unwrap(),
+            fixture_credentials("personal")
+        );
     }
 );
 
@@ -235,4 +250,24 @@ fn without_security_on_path_the_keychain_store_is_a_clear_error() {
     assert_eq!(before, f.snapshot());
     let caps = f.request("capabilities", json!({})).ok();
     assert_eq!(caps["credential_store"], json!("keychain"));
+}
+
+/// `security -i` reads at most 4096 bytes a line and stores what it read: credentials whose
+/// line would be longer are refused, never written in part (nor in argv).
+#[test]
+fn credentials_too_large_for_security_are_refused_not_cut() {
+    let f = keychain_fixture();
+    let mut doc: Value = serde_json::from_slice(&fixture_credentials("work")).unwrap();
+    doc["mcpOAuth"] = json!({"server": {"accessToken": "x".repeat(2500)}});
+    let big = serde_json::to_vec(&doc).unwrap();
+    let out = f.run(&["profile", "add", "work", "--credentials", "-"], &big);
+    assert!(out.status.success());
+    let svc = service(Some(&f.runtime("work").to_string_lossy()));
+    for mode in ["real", "fake"] {
+        f.request("acquire", json!({"profile": "work", "link_mode": mode}))
+            .err("keychain_failed");
+        assert_eq!(item(&f, &svc), None, "{mode}: nothing half written");
+        assert!(!f.store().join("runtimes/work").exists(), "{mode}");
+        assert_eq!(fs::read(f.canonical("work")).unwrap(), big);
+    }
 }
