@@ -29,11 +29,53 @@ pub fn is_managed(name: &str) -> bool {
         })
 }
 
-/// `dir/name.clauth-conflict-<ms>-<side>`, beside `path`.
+/// The longest file name most file systems take, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// `name` followed by `suffix`, shortened so the whole fits in [`NAME_MAX`] bytes: a name too
+/// long keeps its start and gets a digest of the whole in place of the rest, so two long names
+/// that share a start still get names of their own.
+pub fn fit(name: &str, suffix: &str) -> String {
+    if name.len() + suffix.len() <= NAME_MAX {
+        return format!("{name}{suffix}");
+    }
+    use sha2::{Digest, Sha256};
+    let digest: String = Sha256::digest(name.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut keep = NAME_MAX.saturating_sub(suffix.len() + digest.len() + 1);
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}~{digest}{suffix}", &name[..keep])
+}
+
+/// `dir/name.clauth-conflict-<ms>-<side>`, beside `path`, shortened to fit where it must be.
 pub fn conflict_name(path: &Path, side: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!("{name}.clauth-conflict-{}-{side}", now_ms()))
+    path.with_file_name(fit(&name, &format!(".clauth-conflict-{}-{side}", now_ms())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitted_names_fit_and_stay_apart() {
+        let short = fit("a.txt", ".x");
+        assert_eq!(short, "a.txt.x");
+        let long_a = format!("{}a", "é".repeat(120));
+        let long_b = format!("{}b", "é".repeat(120));
+        let suffix = ".clauth-conflict-1796171104195-session";
+        for n in [&long_a, &long_b] {
+            let f = fit(n, suffix);
+            assert!(f.len() <= NAME_MAX, "{}", f.len());
+            assert!(f.ends_with(suffix));
+        }
+        assert_ne!(fit(&long_a, suffix), fit(&long_b, suffix));
+    }
 }

@@ -7,10 +7,11 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::names::NAME_MAX;
 use super::{SyncReport, is_managed};
 use crate::fsx;
 use crate::platform;
@@ -61,13 +62,17 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
         // A regular file or directory (or a foreign link) that the session wrote: the link
         // goes in by one exchange, which takes out exactly what was there (a write landing
         // meanwhile is taken out with it, never overwritten), and that is folded into the home.
-        let taken = runtime.join(adopt_name(name));
+        let (taken_name, note) = adopt_name(runtime, name)?;
+        let taken = runtime.join(taken_name);
         platform::symlink(&there, &taken)
             .with_context(|| format!("cannot create a link in {}", runtime.display()))?;
         if platform::exchange(&taken, &here)
             .with_context(|| format!("cannot replace {}", here.display()))?
         {
             adopt(home, &taken, name, report)?;
+        }
+        if let Some(note) = note {
+            fsx::remove_entry(&note)?;
         }
         report.adopted.push(name.clone());
     }
@@ -80,13 +85,21 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
 }
 
 /// The temp name an entry taken out of a runtime carries until it is in the home; it keeps
-/// the entry's name, so a crash in between can be finished later ([`recover`]).
-fn adopt_name(name: &str) -> String {
-    format!(
-        "{}adopt-{}-{name}",
-        fsx::TEMP_PREFIX,
-        crate::ids::random_hex(4)
-    )
+/// the entry's name, so a crash in between can be finished later ([`recover`]). A name too
+/// long to carry goes in a note beside it (`<temp>.name`) instead.
+fn adopt_name(runtime: &Path, name: &str) -> Result<(String, Option<PathBuf>)> {
+    let hex = crate::ids::random_hex(4);
+    let plain = format!("{}adopt-{hex}-{name}", fsx::TEMP_PREFIX);
+    if plain.len() <= NAME_MAX {
+        return Ok((plain, None));
+    }
+    let note = name_note(runtime, &hex);
+    fsx::atomic_write(&note, name.as_bytes(), fsx::PRIVATE_FILE)?;
+    Ok((format!("{}adopt-{hex}-~", fsx::TEMP_PREFIX), Some(note)))
+}
+
+fn name_note(runtime: &Path, hex: &str) -> PathBuf {
+    runtime.join(format!("{}adopt-{hex}.name", fsx::TEMP_PREFIX))
 }
 
 /// Moves an entry taken out of the runtime (`taken`) into the home as `name`.
@@ -111,8 +124,22 @@ pub fn recover(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<(
         let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
             continue;
         };
-        let Some((_, name)) = rest.split_once('-') else {
+        let Some((hex, name)) = rest.split_once('-') else {
             continue;
+        };
+        let note = name_note(runtime, hex);
+        let noted;
+        let name = if name == "~" {
+            match fsx::read_optional(&note)?.and_then(|b| String::from_utf8(b).ok()) {
+                Some(n) => {
+                    noted = n;
+                    noted.as_str()
+                }
+                // Without its note nothing says where it belongs: it stays for the user.
+                None => continue,
+            }
+        } else {
+            name
         };
         if name.is_empty() || is_managed(name) {
             continue;
@@ -124,6 +151,7 @@ pub fn recover(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<(
             continue;
         }
         adopt(home, &path, name, report)?;
+        fsx::remove_entry(&note)?;
         report.adopted.push(name.to_owned());
     }
     Ok(())

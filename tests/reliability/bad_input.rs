@@ -4,6 +4,7 @@
 //! prints a token, and leaves every file of the fixture as it was.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
 
+use crate::both_modes;
 use crate::common::*;
 use crate::support::*;
 
@@ -927,3 +929,47 @@ fn serve_reads_a_request_line_of_exactly_one_mebibyte_as_one_shot_does() {
         "one-shot reads a request of exactly 1 MiB, serve refuses the same request as a line: {v}"
     );
 }
+
+both_modes!(
+    names_near_the_file_system_limit_are_synced_and_released,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        let cfg = f.runtime("work");
+        let long = |c: char, n: usize| std::iter::repeat_n(c, n).collect::<String>();
+        // A top-level file and one in a new folder, both named near 255 bytes.
+        let top = format!("{}.md", long('t', 240));
+        let inner_dir = long('d', 200);
+        let inner = long('f', 250);
+        fs::write(cfg.join(&top), "top\n").unwrap();
+        fs::create_dir_all(cfg.join(&inner_dir)).unwrap();
+        fs::write(cfg.join(&inner_dir).join(&inner), "inner\n").unwrap();
+        // The same long name changed on both sides: a conflict copy must fit too.
+        let both = format!("{}.txt", long('b', 245));
+        fs::create_dir_all(f.claude().join("projects")).unwrap();
+        fs::write(f.claude().join("projects").join(&both), "home\n").unwrap();
+        fs::create_dir_all(cfg.join("projects")).unwrap();
+        if mode == "fake" {
+            fs::write(cfg.join("projects").join(&both), "session\n").unwrap();
+        }
+        f.tick(&session_of(&a));
+        f.release(&session_of(&a));
+        assert_eq!(fs::read_to_string(f.claude().join(&top)).unwrap(), "top\n");
+        assert_eq!(
+            fs::read_to_string(f.claude().join(&inner_dir).join(&inner)).unwrap(),
+            "inner\n"
+        );
+        let versions: Vec<String> = fs::read_dir(f.claude().join("projects"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+            .filter(|t| t == "home\n" || t == "session\n")
+            .collect();
+        let want = if mode == "fake" { 2 } else { 1 };
+        assert_eq!(versions.len(), want, "{mode}: {versions:?}");
+        eprintln!(
+            "bad_input/long names ({mode}): names of 243-250 bytes synced, released, conflict copy kept"
+        );
+    }
+);
