@@ -51,6 +51,10 @@ pub struct SyncReport {
     pub claude_json_saved: bool,
     /// A runtime document that did not parse and was left alone.
     pub rejected_documents: Vec<String>,
+    /// Paths (relative to the claude home) that could not be looked at (a symlink loop, no
+    /// permission), left alone on both sides: nothing was copied or deleted for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 impl SyncReport {

@@ -973,3 +973,25 @@ both_modes!(
         );
     }
 );
+
+/// A symlink loop in `~/.claude`, and a folder linked into itself, do not make fake mode
+/// unusable: they are left alone, reported, and nothing is deleted for them.
+#[test]
+fn symlink_loops_in_the_claude_home_are_skipped_and_reported_in_fake_mode() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    std::os::unix::fs::symlink("loop", f.claude().join("loop")).unwrap();
+    std::os::unix::fs::symlink(".", f.claude().join("projects").join("self")).unwrap();
+    let a = f.acquire("work", "fake");
+    let t = f.tick(&session_of(&a));
+    let r = f.release(&session_of(&a));
+    let skipped: Vec<Value> = [&t, &r]
+        .iter()
+        .flat_map(|v| v["skipped"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(skipped.contains(&json!("loop")), "{t}");
+    assert!(fs::symlink_metadata(f.claude().join("loop")).is_ok());
+    assert!(fs::symlink_metadata(f.claude().join("projects/self")).is_ok());
+    assert!(f.claude().join("commands/review.md").exists());
+    eprintln!("bad_input/symlink loops: fake mode acquired, ticked and released past 2 loops");
+}

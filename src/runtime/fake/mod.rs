@@ -36,7 +36,7 @@ enum Node {
 /// The entries of one directory, sorted by name, less the managed top-level names and our temp
 /// files. Symlinks are followed (a home may link folders in from elsewhere); a missing directory
 /// lists as empty.
-fn list(dir: &Path, top: bool) -> Result<Vec<(Box<str>, Node)>> {
+fn list(dir: &Path, top: bool) -> Result<Listing> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e)
@@ -45,11 +45,20 @@ fn list(dir: &Path, top: bool) -> Result<Vec<(Box<str>, Node)>> {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
             ) =>
         {
-            return Ok(Vec::new());
+            return Ok(Listing::default());
+        }
+        // A folder that cannot be read (no permission, a loop) is not an empty one: reading it
+        // as empty would carry every file in it to the other side as deleted.
+        Err(e) if unreadable(&e) => {
+            return Ok(Listing {
+                unreadable: true,
+                ..Listing::default()
+            });
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
     };
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
         let Ok(name) = entry.file_name().into_string() else {
@@ -76,13 +85,34 @@ fn list(dir: &Path, top: bool) -> Result<Vec<(Box<str>, Node)>> {
             Ok(_) => {}
             // Gone since the listing, or a dangling link: nothing to mirror.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if unreadable(&e) => skipped.push(name.into_boxed_str()),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot stat {}", entry.path().display()));
             }
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok(Listing {
+        entries: out,
+        skipped,
+        unreadable: false,
+    })
+}
+
+/// One side's view of a directory.
+#[derive(Default)]
+struct Listing {
+    entries: Vec<(Box<str>, Node)>,
+    /// Entries that could not be looked at (a symlink loop, no permission): left alone on
+    /// both sides, neither copied nor taken for deleted.
+    skipped: Vec<Box<str>>,
+    /// The directory itself could not be read.
+    unreadable: bool,
+}
+
+/// Errors that say an entry cannot be looked at, rather than that something broke.
+fn unreadable(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::ELOOP)
 }
 
 fn join(root: &Path, rel: &str) -> PathBuf {
@@ -161,9 +191,22 @@ impl Mirror<'_> {
             self.make_dirs_like(to, parent)?;
         }
         let copied = if self.fresh && to == Side::Runtime {
-            fsx::copy_file_new(&src, &dst)?
+            fsx::copy_file_new(&src, &dst)
         } else {
-            fsx::copy_file_fast(&src, &dst)?
+            fsx::copy_file_fast(&src, &dst)
+        };
+        let copied = match copied {
+            Ok(c) => c,
+            // A file that cannot be read is left alone, and said so, not a failed sync.
+            Err(e)
+                if e.chain()
+                    .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                    .any(unreadable) =>
+            {
+                self.report.skipped.push(rel.to_owned());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         };
         self.progress.copied(copied.written.len());
         let (source, written) = (Stamp::of(&copied.source), Stamp::of(&copied.written));
@@ -317,8 +360,25 @@ impl Mirror<'_> {
             return Ok(());
         }
         let top = rel.is_empty();
-        let hs = list(&join(self.home, rel), top)?;
-        let rs = list(&join(self.runtime, rel), top)?;
+        let home_side = list(&join(self.home, rel), top)?;
+        let runtime_side = list(&join(self.runtime, rel), top)?;
+        if home_side.unreadable || runtime_side.unreadable {
+            self.report.skipped.push(rel.to_owned());
+            return Ok(());
+        }
+        let mut skipped: Vec<&str> = home_side
+            .skipped
+            .iter()
+            .chain(&runtime_side.skipped)
+            .map(|n| &**n)
+            .collect();
+        skipped.sort_unstable();
+        skipped.dedup();
+        for name in &skipped {
+            self.report.skipped.push(child(rel, name));
+        }
+        let is_skipped = |name: &str| skipped.binary_search(&name).is_ok();
+        let (hs, rs) = (&home_side.entries, &runtime_side.entries);
         // Both listings are sorted: merge them without building a set, and look each path up in
         // the manifest, so the widest directory costs two listings and nothing more.
         let (mut i, mut j) = (0, 0);
@@ -339,6 +399,9 @@ impl Mirror<'_> {
                 }
                 (Some(_), None) => unreachable!("handled by the arm above"),
             };
+            if is_skipped(name) {
+                continue;
+            }
             let path = child(rel, name);
             let m = self.manifest.rows.get(path.as_str()).copied();
             self.visit(&path, h, r, m)?;
@@ -349,7 +412,8 @@ impl Mirror<'_> {
         }
         // Paths the manifest knows that are gone from both sides.
         let listed = |name: &str| {
-            hs.binary_search_by(|(n, _)| (**n).cmp(name)).is_ok()
+            is_skipped(name)
+                || hs.binary_search_by(|(n, _)| (**n).cmp(name)).is_ok()
                 || rs.binary_search_by(|(n, _)| (**n).cmp(name)).is_ok()
         };
         let gone = self.manifest.children_where(rel, |name| !listed(name));
