@@ -226,7 +226,13 @@ pub fn profile_remove(layout: &Layout, name: &ProfileName) -> Result<()> {
 pub fn gc(layout: &Layout, out: &mut impl Write) -> Result<()> {
     let collected = app::gc(layout)?;
     writeln!(out, "{}", serde_json::to_string_pretty(&collected)?)?;
-    Ok(())
+    match collected.runtimes_failed.len() {
+        0 => Ok(()),
+        n => Err(anyhow::anyhow!(
+            "{n} runtime(s) could not be reclaimed; the others were: {}",
+            collected.runtimes_failed.join("; ")
+        )),
+    }
 }
 
 fn describe_credentials(c: &CredentialsReport) -> String {

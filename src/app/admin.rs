@@ -23,6 +23,9 @@ use crate::runtime;
 pub struct Collected {
     pub runtimes_removed: Vec<String>,
     pub sessions_pruned: usize,
+    /// Runtimes that could not be reclaimed, with why; the others were reclaimed anyway.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runtimes_failed: Vec<String>,
 }
 
 /// The status of one profile, for `profile show` and `profile add`.
@@ -48,6 +51,7 @@ pub fn gc(layout: &Layout) -> Result<Collected> {
     let (live, pruned) = prune(layout)?;
     sweep_session_locks(layout)?;
     let mut removed = Vec::new();
+    let mut failed = Vec::new();
     for entry in std::fs::read_dir(layout.runtimes_dir())
         .with_context(|| format!("cannot read {}", layout.runtimes_dir().display()))?
     {
@@ -63,12 +67,16 @@ pub fn gc(layout: &Layout) -> Result<Collected> {
         if live_of(&live, &name).next().is_some() {
             continue;
         }
-        runtime::teardown(layout, &name)?;
-        removed.push(name.to_string());
+        // One runtime that cannot be reclaimed does not keep gc from the others.
+        match runtime::teardown(layout, &name) {
+            Ok(_) => removed.push(name.to_string()),
+            Err(e) => failed.push(format!("{name}: {e:#}")),
+        }
     }
     Ok(Collected {
         runtimes_removed: removed,
         sessions_pruned: pruned,
+        runtimes_failed: failed,
     })
 }
 

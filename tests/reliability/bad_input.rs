@@ -995,3 +995,55 @@ fn symlink_loops_in_the_claude_home_are_skipped_and_reported_in_fake_mode() {
     assert!(f.claude().join("commands/review.md").exists());
     eprintln!("bad_input/symlink loops: fake mode acquired, ticked and released past 2 loops");
 }
+
+/// A file that became a folder (or the reverse) in a fake-mode runtime keeps both versions, as
+/// real mode does, and no later tick, release or gc fails over it.
+#[test]
+fn a_file_that_became_a_folder_keeps_both_versions_in_fake_mode() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    fs::write(f.claude().join("notes"), "a file in the home\n").unwrap();
+    let a = f.acquire("work", "fake");
+    let cfg = f.runtime("work");
+    // The session turns the folder todos/ into a file, and the file notes into a folder.
+    fs::remove_dir_all(cfg.join("todos")).unwrap();
+    fs::write(cfg.join("todos"), "now a file\n").unwrap();
+    fs::remove_file(cfg.join("notes")).unwrap();
+    fs::create_dir(cfg.join("notes")).unwrap();
+    fs::write(cfg.join("notes").join("inside.md"), "inside\n").unwrap();
+    let t = f.tick(&session_of(&a));
+    assert_eq!(t["conflicts"].as_array().unwrap().len(), 2, "{t}");
+    f.tick(&session_of(&a));
+    f.release(&session_of(&a));
+    assert_eq!(
+        fs::read_to_string(f.claude().join("todos")).unwrap(),
+        "now a file\n"
+    );
+    assert_eq!(
+        fs::read_to_string(f.claude().join("notes/inside.md")).unwrap(),
+        "inside\n"
+    );
+    let names: Vec<String> = fs::read_dir(f.claude())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let kept = |prefix: &str| {
+        names
+            .iter()
+            .find(|n| n.starts_with(&format!("{prefix}.clauth-conflict-")))
+            .map(|n| f.claude().join(n))
+            .unwrap_or_else(|| panic!("no conflict copy of {prefix}: {names:?}"))
+    };
+    assert!(kept("todos").is_dir(), "the home's folder is kept");
+    assert_eq!(
+        fs::read_to_string(kept("notes")).unwrap(),
+        "a file in the home\n"
+    );
+    let out = f.run(&["gc"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("bad_input/kind changes: a file and a folder swapped kinds; both versions kept");
+}

@@ -296,6 +296,25 @@ impl Mirror<'_> {
         Ok(())
     }
 
+    /// A file on one side, a directory on the other: as in real mode, the session's takes the
+    /// path on both sides and the home's is kept beside it in the home as a conflict copy
+    /// (which the next pass mirrors like any new entry).
+    fn kind_changed(&mut self, rel: &str, runtime_node: Node) -> Result<()> {
+        let hp = join(self.home, rel);
+        let aside = conflict_name(&hp, "home");
+        fs::rename(&hp, &aside).with_context(|| format!("cannot move {} aside", hp.display()))?;
+        let shown = aside
+            .strip_prefix(self.home)
+            .map(|p| p.to_string_lossy().into_owned());
+        self.report.conflicts.push(shown.unwrap_or_default());
+        self.manifest.unset(rel);
+        self.manifest.forget_below(rel);
+        match runtime_node {
+            Node::File(_) => self.copy(Side::Runtime, rel),
+            Node::Dir => self.mkdir(Side::Home, rel),
+        }
+    }
+
     /// Decides one path from what both sides hold now and what the manifest says they held.
     fn visit(
         &mut self,
@@ -345,10 +364,7 @@ impl Mirror<'_> {
                 }
                 _ => self.copy(Side::Runtime, rel)?,
             },
-            (Some(_), Some(_)) => {
-                // A file on one side, a directory on the other: leave both for the user.
-                self.report.conflicts.push(rel.to_owned());
-            }
+            (Some(_), Some(r)) => self.kind_changed(rel, r)?,
         }
         Ok(())
     }
