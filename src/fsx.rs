@@ -87,7 +87,7 @@ pub fn copy_file_fast(src: &Path, dst: &Path) -> Result<Copied> {
 /// Copies into a path that must not exist yet, without a temp file: for filling a directory that
 /// nobody else uses until the caller says so (a runtime being built).
 pub fn copy_file_new(src: &Path, dst: &Path) -> Result<Copied> {
-    let mut input = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
+    let mut input = open_regular(src).with_context(|| format!("cannot open {}", src.display()))?;
     let source = input
         .metadata()
         .with_context(|| format!("cannot stat {}", src.display()))?;
@@ -118,7 +118,7 @@ fn finish_copy(out: &File, source: &fs::Metadata, mode: Option<u32>, dst: &Path)
 
 fn copy_file(src: &Path, dst: &Path, mode: Option<u32>, durable: bool) -> Result<Copied> {
     let dir = parent_of(dst)?;
-    let mut input = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
+    let mut input = open_regular(src).with_context(|| format!("cannot open {}", src.display()))?;
     let source = input
         .metadata()
         .with_context(|| format!("cannot stat {}", src.display()))?;
@@ -360,9 +360,10 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
             let _ = platform::set_mode(dst, bits);
         }
         set_dir_mtime(dst, &meta);
-    } else {
+    } else if meta.is_file() {
         copy_file_fast(src, dst)?;
     }
+    // FIFOs, sockets and devices hold no data to keep: they are not opened, nor copied.
     Ok(())
 }
 
@@ -407,10 +408,31 @@ pub fn mtime_ns(meta: &fs::Metadata) -> i128 {
 
 /// Reads a file, or `None` when it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let mut file = match open_regular(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(bytes))
+}
+
+/// Opens `path` for reading only when it is a regular file (a link to one is followed). The
+/// open itself never blocks: a FIFO, socket or device in a tree is refused, not waited on.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    platform::open_nonblocking(&mut options);
+    let file = options.open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ))
     }
 }
 

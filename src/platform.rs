@@ -31,6 +31,11 @@ pub fn create_mode(options: &mut std::fs::OpenOptions, mode: u32) {
     imp::create_mode(options, mode)
 }
 
+/// Makes an open not wait for a writer or a device (`O_NONBLOCK`), where the platform has it.
+pub fn open_nonblocking(options: &mut std::fs::OpenOptions) {
+    imp::open_nonblocking(options)
+}
+
 /// Best-effort fsync of a directory, so a rename inside it survives a power cut (a no-op where
 /// directories cannot be opened).
 pub fn sync_dir(dir: &Path) {
@@ -165,6 +170,10 @@ mod imp {
 
     pub fn create_mode(options: &mut std::fs::OpenOptions, mode: u32) {
         std::os::unix::fs::OpenOptionsExt::mode(options, mode);
+    }
+
+    pub fn open_nonblocking(options: &mut std::fs::OpenOptions) {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc::O_NONBLOCK);
     }
 
     pub fn sync_dir(dir: &Path) {
@@ -311,6 +320,8 @@ mod imp {
     }
 
     pub fn create_mode(_options: &mut std::fs::OpenOptions, _mode: u32) {}
+
+    pub fn open_nonblocking(_options: &mut std::fs::OpenOptions) {}
 
     pub fn sync_dir(_dir: &Path) {}
 

@@ -44,8 +44,9 @@ pub fn plain_claude_running(layout: &Layout) -> Result<Option<u32>> {
         };
         // A reused pid is told apart by the start time Claude Code recorded (Linux: the same
         // `/proc/<pid>/stat` field this helper reads; elsewhere it is not compared).
-        let recorded = std::fs::read(entry.path())
+        let recorded = fsx::read_optional(&entry.path())
             .ok()
+            .flatten()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| match &v["procStart"] {
                 serde_json::Value::String(s) => s.parse::<u64>().ok(),

@@ -122,7 +122,7 @@ pub fn place_real(canonical: &Path, runtime_file: &Path) -> Result<()> {
 /// Reads a file through one descriptor: its bytes and the stamp of exactly what was read (a
 /// rename over the path afterwards gives a different stamp). `None` when nothing is there.
 fn read_stamped(path: &Path) -> Result<Option<(Vec<u8>, Stamp)>> {
-    let mut file = match fs::File::open(path) {
+    let mut file = match fsx::open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),

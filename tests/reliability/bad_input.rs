@@ -1047,3 +1047,61 @@ fn a_file_that_became_a_folder_keeps_both_versions_in_fake_mode() {
     );
     eprintln!("bad_input/kind changes: a file and a folder swapped kinds; both versions kept");
 }
+
+/// With the store on another file system than `~/.claude` (adoption copies, then removes), a
+/// FIFO, or a socket, in a folder the session created is never opened: the tick finishes in
+/// bounded time and the folder's files reach the home.
+#[test]
+fn special_files_are_never_opened_when_the_store_is_on_another_file_system() {
+    let shm = std::path::Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("bad_input/special files: SKIPPED: no /dev/shm for a second file system");
+        return;
+    }
+    let store = tempfile::tempdir_in(shm).unwrap();
+    let mut f = Fixture::new();
+    let store_path = store.path().join("store");
+    f.set_env("CLAUTH_HOME", &store_path.to_string_lossy());
+    f.add_profile("work", Some("work"));
+    let a = f.acquire("work", "real");
+    let cfg = store_path.join("runtimes/work/config");
+    fs::create_dir(cfg.join("made-here")).unwrap();
+    fs::write(cfg.join("made-here/notes.md"), "kept\n").unwrap();
+    let fifo = cfg.join("made-here/pipe");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let _socket = std::os::unix::net::UnixListener::bind(cfg.join("made-here/sock")).unwrap();
+    let mut tick = Bin::of(&f)
+        .command(&["tick"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tick.stdin
+        .take()
+        .unwrap()
+        .write_all(json!({"session": session_of(&a)}).to_string().as_bytes())
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tick.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = tick.kill();
+            panic!("the tick blocked on a special file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = tick.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        fs::read_to_string(f.claude().join("made-here/notes.md")).unwrap(),
+        "kept\n"
+    );
+    f.release(&session_of(&a));
+    eprintln!("bad_input/special files: a FIFO and a socket crossed file systems unopened");
+}
