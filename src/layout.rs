@@ -54,7 +54,10 @@ impl Layout {
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join(".clauth"));
         let store = absolute(&store)?;
-        let home = absolute(&home)?;
+        // One spelling of the home whatever path reached it (a symlinked /home, an automount,
+        // an editor passing another path), so links made under one spelling are recognised
+        // under another.
+        let home = std::fs::canonicalize(&home).or_else(|_| absolute(&home))?;
         let lock_timeout = match non_empty("CLAUTH_LOCK_TIMEOUT_MS") {
             None => DEFAULT_LOCK_TIMEOUT,
             Some(v) => {

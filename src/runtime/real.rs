@@ -49,9 +49,7 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
         let there = home.join(name);
         let meta = fs::symlink_metadata(&here)
             .with_context(|| format!("cannot stat {}", here.display()))?;
-        if meta.file_type().is_symlink()
-            && fs::read_link(&here).ok().as_deref() == Some(there.as_path())
-        {
+        if meta.file_type().is_symlink() && leads_to(&here, &there) {
             if !home_names.contains(name) {
                 // The home lost the entry: a link to nothing would only confuse Claude Code.
                 fsx::remove_entry(&here)?;
@@ -102,9 +100,44 @@ fn name_note(runtime: &Path, hex: &str) -> PathBuf {
     runtime.join(format!("{}adopt-{hex}.name", fsx::TEMP_PREFIX))
 }
 
-/// Moves an entry taken out of the runtime (`taken`) into the home as `name`.
+/// Whether the link at `link` is the runtime's link to `target`: by its text, or by where both
+/// lead (the same home reached by another spelling).
+fn leads_to(link: &Path, target: &Path) -> bool {
+    fs::read_link(link).ok().as_deref() == Some(target)
+        || matches!(
+            (fs::canonicalize(link), fs::canonicalize(target)),
+            (Ok(a), Ok(b)) if a == b
+        )
+        || points_at(link, target)
+}
+
+/// Whether the link at `link` names `target` itself (also when neither exists), comparing
+/// their folders as resolved: such a link moved to `target` would lead to itself.
+fn points_at(link: &Path, target: &Path) -> bool {
+    let Ok(text) = fs::read_link(link) else {
+        return false;
+    };
+    let resolved = |p: &Path| -> Option<PathBuf> {
+        Some(fs::canonicalize(p.parent()?).ok()?.join(p.file_name()?))
+    };
+    let named = if text.is_absolute() {
+        text
+    } else {
+        link.parent().map(|d| d.join(&text)).unwrap_or(text)
+    };
+    matches!((resolved(&named), resolved(target)), (Some(a), Some(b)) if a == b)
+}
+
+/// Moves an entry taken out of the runtime (`taken`) into the home as `name`. A link that
+/// leads to the home entry itself is only this runtime's own link under another spelling: it
+/// is dropped, never put in the home, where it would replace the entry with a link to itself.
 fn adopt(home: &Path, taken: &Path, name: &str, report: &mut SyncReport) -> Result<()> {
     let there = home.join(name);
+    if fs::symlink_metadata(taken).is_ok_and(|m| m.file_type().is_symlink())
+        && points_at(taken, &there)
+    {
+        return fsx::remove_entry(taken);
+    }
     if fsx::lstat_optional(&there)?.is_some() {
         fold(home, taken, &there, report)
     } else {

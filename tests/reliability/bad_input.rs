@@ -1105,3 +1105,44 @@ fn special_files_are_never_opened_when_the_store_is_on_another_file_system() {
     f.release(&session_of(&a));
     eprintln!("bad_input/special files: a FIFO and a socket crossed file systems unopened");
 }
+
+both_modes!(
+    a_home_reached_by_another_spelling_loses_nothing,
+    |mode: &str| {
+        let mut f = Fixture::new();
+        fs::write(f.claude().join("CLAUDE.md"), "my instructions\n").unwrap();
+        f.add_profile("work", Some("work"));
+        // The same home through a symlinked parent, as with /home -> /var/home.
+        let alias = f.dir.path().join("alias");
+        std::os::unix::fs::symlink(f.dir.path(), &alias).unwrap();
+        let a = f.acquire("work", mode);
+        let before = f.snapshot();
+        f.set_env("HOME", &alias.join("home").to_string_lossy());
+        for _ in 0..2 {
+            let t = f.tick(&session_of(&a));
+            assert_eq!(t["adopted"], json!([]), "{mode}: {t}");
+            assert_eq!(t["conflicts"], json!([]), "{mode}: {t}");
+        }
+        f.release(&session_of(&a));
+        assert_eq!(
+            fs::read_to_string(f.claude().join("CLAUDE.md")).unwrap(),
+            "my instructions\n"
+        );
+        let home_now: BTreeMap<String, String> = f
+            .snapshot()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("home/.claude/"))
+            .collect();
+        let home_before: BTreeMap<String, String> = before
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("home/.claude/"))
+            .collect();
+        assert_eq!(
+            home_now, home_before,
+            "{mode}: the claude home is as it was"
+        );
+        eprintln!(
+            "bad_input/home spellings ({mode}): ticks and release under an alias of HOME changed nothing"
+        );
+    }
+);
