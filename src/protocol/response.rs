@@ -49,7 +49,9 @@ pub struct SyncReport {
     pub settings_saved: bool,
     /// `.claude.json` changes saved to the claude home or the profile.
     pub claude_json_saved: bool,
-    /// A runtime document that did not parse and was left alone.
+    /// Documents that did not parse and were left alone: the runtime's by name
+    /// (`.claude.json`), the home's by full path; while the home's does not parse the session's
+    /// changes wait in the runtime, and reach the home once it parses again.
     pub rejected_documents: Vec<String>,
     /// Paths (relative to the claude home) that could not be looked at (a symlink loop, no
     /// permission), left alone on both sides: nothing was copied or deleted for them.

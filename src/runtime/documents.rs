@@ -20,6 +20,10 @@ use crate::profile::ProfileConfig;
 use super::SyncReport;
 use super::account::{ACCOUNT_KEYS, load_account, save_account};
 
+/// How long a merge waits for Claude Code's lock on a home document before leaving the write
+/// to the next tick.
+const HOME_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// What a tick last knew of one document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JsonSync {
@@ -204,6 +208,8 @@ pub struct Outcome {
     pub saved_profile: bool,
     /// The runtime's copy did not parse and was left alone.
     pub rejected: bool,
+    /// The home's document did not parse: nothing was merged, the session's changes wait.
+    pub home_rejected: bool,
     /// The sync state changed and must be saved.
     pub touched: bool,
 }
@@ -266,19 +272,34 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
     {
         let mut whole = shared.clone();
         whole.extend(home_private);
-        match write_object_over(home, &whole, mode_or_private(home), home_now)? {
-            Some(stamp) => {
-                state.home = Some(stamp);
-                out.saved_home = true;
-            }
+        // Under Claude Code's own lock on the file, so its read-modify-write saves and this
+        // merge never interleave; while it holds the lock the merge waits for a later tick.
+        let mut lock_path = home.as_os_str().to_owned();
+        lock_path.push(".lock");
+        match fsx::LockDir::take(Path::new(&lock_path), HOME_LOCK_WAIT)? {
             None => home_written = false,
+            Some(_lock) => {
+                match write_object_over(home, &whole, mode_or_private(home), home_now)? {
+                    Some(stamp) => {
+                        state.home = Some(stamp);
+                        out.saved_home = true;
+                    }
+                    None => home_written = false,
+                }
+            }
         }
     } else {
         state.home = home_now;
     }
-    if home_parses && home_written {
-        state.base = shared.clone();
+    if !(home_parses && home_written) {
+        // The home could not take the merge (it does not parse, or another writer got there
+        // first): the session's document stays as it is and its stamp unrecorded, so its
+        // changes are merged again by the next tick instead of being written over from the
+        // old base.
+        out.home_rejected = !home_parses;
+        return Ok(out);
     }
+    state.base = shared.clone();
     state.runtime = runtime_now;
     if !out.rejected {
         let wanted = doc.overlay(&state.base)?;
@@ -331,6 +352,10 @@ pub fn sync_all(
     if settings.rejected {
         report.rejected_documents.push("settings.json".into());
     }
+    if settings.home_rejected {
+        let path = layout.claude_home.join("settings.json");
+        report.rejected_documents.push(path.display().to_string());
+    }
     let claude_json = sync(
         &Doc::ClaudeJson { layout, profile },
         &layout.claude_json,
@@ -340,6 +365,11 @@ pub fn sync_all(
     report.claude_json_saved = claude_json.saved_home || claude_json.saved_profile;
     if claude_json.rejected {
         report.rejected_documents.push(".claude.json".into());
+    }
+    if claude_json.home_rejected {
+        report
+            .rejected_documents
+            .push(layout.claude_json.display().to_string());
     }
     Ok(settings.touched || claude_json.touched)
 }

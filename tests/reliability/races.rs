@@ -240,3 +240,98 @@ fn run_retries_a_retryable_release_and_fails_loudly_only_when_it_persists() {
         "races/run retries: a release retried past a 2 s lock; a 20 s lock reported, exit 125"
     );
 }
+
+fn read_doc(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap_or(serde_json::Value::Null)
+}
+
+both_modes!(
+    session_keys_reach_a_home_document_another_writer_keeps_rewriting,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        let home = f.claude_json();
+        let runtime = f.runtime("work").join(".claude.json");
+        // A plain claude beside the profile rewrites the home document every millisecond,
+        // as Claude Code saves it (its lock directory, read, modify, rename), for a bounded time.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (home, stop) = (home.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut n = 0u64;
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && std::time::Instant::now() < deadline
+                {
+                    let lock = home.with_file_name(".claude.json.lock");
+                    if fs::create_dir(&lock).is_ok() {
+                        let mut doc = read_doc(&home);
+                        if doc.is_object() {
+                            doc["writerCounter"] = json!(n);
+                            write_by_rename(&home, &serde_json::to_vec_pretty(&doc).unwrap());
+                        }
+                        fs::remove_dir(&lock).unwrap();
+                    }
+                    n += 1;
+                    thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        for k in 0..20 {
+            let mut doc = read_doc(&runtime);
+            doc[format!("sessionKey{k}")] = json!(k);
+            write_by_rename(&runtime, &serde_json::to_vec_pretty(&doc).unwrap());
+            f.tick(&session_of(&a));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        f.tick(&session_of(&a));
+        f.release(&session_of(&a));
+        let doc = read_doc(&home);
+        let missing: Vec<u64> = (0..20)
+            .filter(|k| doc[format!("sessionKey{k}")] != json!(k))
+            .collect();
+        assert!(missing.is_empty(), "{mode}: session keys lost: {missing:?}");
+        eprintln!(
+            "races/plain writer ({mode}): 20 of 20 session keys reached a home rewritten every ms"
+        );
+    }
+);
+
+both_modes!(
+    a_home_document_that_does_not_parse_keeps_the_session_s_changes_until_it_does,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        let good = fs::read(f.claude_json()).unwrap();
+        fs::write(f.claude_json(), b"{ \"numStartups\": 12, oops }").unwrap();
+        let runtime = f.runtime("work").join(".claude.json");
+        let mut doc = read_doc(&runtime);
+        doc["sessionModel"] = json!("opus");
+        write_by_rename(&runtime, &serde_json::to_vec_pretty(&doc).unwrap());
+        let t = f.tick(&session_of(&a));
+        assert!(
+            t["rejected_documents"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(f.claude_json().to_string_lossy())),
+            "{mode}: {t}"
+        );
+        f.tick(&session_of(&a));
+        assert_eq!(read_doc(&runtime)["sessionModel"], json!("opus"), "{mode}");
+        // Fixed by hand: the change goes home.
+        fs::write(f.claude_json(), &good).unwrap();
+        f.tick(&session_of(&a));
+        f.release(&session_of(&a));
+        assert_eq!(
+            read_doc(&f.claude_json())["sessionModel"],
+            json!("opus"),
+            "{mode}"
+        );
+        eprintln!(
+            "races/broken home ({mode}): the session's key waited and reached the home once it parsed"
+        );
+    }
+);
