@@ -192,6 +192,13 @@ impl Holder {
     }
 }
 
+/// Whether `bytes` hold the login `fingerprint`.
+fn is_login(bytes: Option<&[u8]>, fingerprint: &str) -> bool {
+    bytes
+        .and_then(credentials::fingerprint)
+        .is_some_and(|f| f == fingerprint)
+}
+
 /// Where the login `fingerprint` is, other than in profile `except`: the home, another
 /// profile's store entry or runtime copy, or another profile's history.
 pub fn holder_of(
@@ -199,12 +206,7 @@ pub fn holder_of(
     fingerprint: &str,
     except: Option<&ProfileName>,
 ) -> Result<Option<Holder>> {
-    let matches = |bytes: Option<Vec<u8>>| {
-        bytes
-            .as_deref()
-            .and_then(credentials::fingerprint)
-            .is_some_and(|f| f == fingerprint)
-    };
+    let matches = |bytes: Option<Vec<u8>>| is_login(bytes.as_deref(), fingerprint);
     if matches(read_home_login(layout)?) {
         return Ok(Some(Holder::Home));
     }
@@ -217,12 +219,7 @@ pub fn holder_elsewhere(
     fingerprint: &str,
     except: Option<&ProfileName>,
 ) -> Result<Option<Holder>> {
-    let matches = |bytes: Option<Vec<u8>>| {
-        bytes
-            .as_deref()
-            .and_then(credentials::fingerprint)
-            .is_some_and(|f| f == fingerprint)
-    };
+    let matches = |bytes: Option<Vec<u8>>| is_login(bytes.as_deref(), fingerprint);
     for name in profile::list(layout)? {
         if Some(&name) == except {
             continue;
