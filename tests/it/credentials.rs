@@ -93,19 +93,6 @@ both_modes!(
     }
 );
 
-fn kept_aside(f: &Fixture, profile: &str, what: &str) -> Vec<std::path::PathBuf> {
-    fs::read_dir(f.store().join("profiles").join(profile))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("credentials.{what}-"))
-        })
-        .collect()
-}
-
 both_modes!(
     a_pair_the_session_wrote_is_saved_whatever_its_expiry,
     |mode: &str| {
@@ -123,7 +110,7 @@ both_modes!(
             fixture_credentials("work-older")
         );
         // The pair it replaced is kept aside in the profile, private.
-        let kept = kept_aside(&f, "work", "replaced");
+        let kept = f.kept_aside("work", "replaced");
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert_eq!(fs::read(&kept[0]).unwrap(), fixture_credentials("work"));
         assert_eq!(file_mode(&kept[0]), 0o600);

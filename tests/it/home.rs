@@ -413,16 +413,7 @@ fn replace_keeps_the_replaced_login_aside_and_says_where() {
     );
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let aside: Vec<PathBuf> = fs::read_dir(f.store().join("profiles/work"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("credentials.replaced-")
-        })
-        .collect();
+    let aside = f.kept_aside("work", "replaced");
     assert_eq!(aside.len(), 1);
     assert!(
         stderr.contains(&*aside[0].to_string_lossy()),

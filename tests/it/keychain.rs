@@ -149,11 +149,7 @@ both_modes!(
             fs::read(f.canonical("work")).unwrap(),
             fixture_credentials("work")
         );
-        let aside: Vec<_> = fs::read_dir(f.store().join("profiles/work"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().contains("credentials.keychain-"))
-            .collect();
+        let aside = f.kept_aside("work", "keychain");
         assert_eq!(aside.len(), 1);
         assert_eq!(
             fs::read(&aside[0]).unwrap(),

@@ -370,21 +370,29 @@ fn a_profile_directory_that_is_a_symlink_is_refused_and_nothing_is_written() {
     fs::create_dir(&elsewhere).unwrap();
     fs::rename(f.store().join("profiles/work"), elsewhere.join("work")).unwrap();
     std::os::unix::fs::symlink(elsewhere.join("work"), f.store().join("profiles/work")).unwrap();
-    let bin = Bin::of(&f);
-    let before = everything(&f);
+    let calls = every_command_on_work_is_refused(&f);
+    eprintln!("security/symlinked profile: {calls} commands refused, no file changed");
+}
+
+/// Every command on profile `work` answers `unsafe_store` and no file changes; returns how
+/// many ran.
+fn every_command_on_work_is_refused(f: &Fixture) -> usize {
+    let bin = Bin::of(f);
+    let before = everything(f);
     for mode in ["real", "fake"] {
         bin.call("acquire", &json!({"profile": "work", "link_mode": mode}))
             .err("unsafe_store");
     }
     bin.call("status", &json!({"profile": "work"}))
         .err("unsafe_store");
-    for args in [
+    let commands = [
         vec!["profile", "add", "work", "--replace", "--credentials", "-"],
         vec!["profile", "show", "work"],
         vec!["profile", "remove", "work"],
         vec!["run", "work", "--", "true"],
-    ] {
-        let (_, err, exit) = bin.run(&args, &fixture_credentials("personal"));
+    ];
+    for args in &commands {
+        let (_, err, exit) = bin.run(args, &fixture_credentials("personal"));
         let err = String::from_utf8_lossy(&err);
         assert!(
             exit != Some(0) && err.contains("unsafe_store"),
@@ -392,8 +400,8 @@ fn a_profile_directory_that_is_a_symlink_is_refused_and_nothing_is_written() {
             args.join(" ")
         );
     }
-    assert_eq!(before, everything(&f), "a refused command changed files");
-    eprintln!("security/symlinked profile: 7 commands refused, no file changed");
+    assert_eq!(before, everything(f), "a refused command changed files");
+    3 + commands.len()
 }
 
 both_modes!(
@@ -848,30 +856,7 @@ fn a_store_writable_by_others_is_refused_with_the_chmod_that_fixes_it() {
     f.add_profile("work", Some("work"));
     let dir = f.store().join("profiles/work");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-    let bin = Bin::of(&f);
-    let before = everything(&f);
-    for mode in ["real", "fake"] {
-        bin.call("acquire", &json!({"profile": "work", "link_mode": mode}))
-            .err("unsafe_store");
-        calls += 1;
-    }
-    bin.call("status", &json!({"profile": "work"}))
-        .err("unsafe_store");
-    for args in [
-        vec!["profile", "add", "work", "--replace", "--credentials", "-"],
-        vec!["profile", "show", "work"],
-        vec!["profile", "remove", "work"],
-        vec!["run", "work", "--", "true"],
-    ] {
-        let (_, err, exit) = bin.run(&args, &fixture_credentials("personal"));
-        let err = String::from_utf8_lossy(&err);
-        assert!(
-            exit != Some(0) && err.contains("unsafe_store"),
-            "{args:?}: {err}"
-        );
-        calls += 1;
-    }
-    assert_eq!(before, everything(&f), "a refused command changed files");
+    calls += every_command_on_work_is_refused(&f);
     assert!(wrong.is_empty(), "{wrong:#?}");
     eprintln!("security/open modes: {calls} commands refused, no file changed");
 }

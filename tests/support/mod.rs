@@ -605,6 +605,21 @@ impl Fixture {
         self.env.insert(key.into(), value.into());
     }
 
+    /// The pairs a profile keeps aside as `credentials.<what>-<ms>.json` (`replaced`,
+    /// `keychain`).
+    pub fn kept_aside(&self, profile: &str, what: &str) -> Vec<PathBuf> {
+        fs::read_dir(self.store().join("profiles").join(profile))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("credentials.{what}-"))
+            })
+            .collect()
+    }
+
     /// A variable this fixture's commands get, when set.
     pub fn env_value(&self, key: &str) -> Option<&str> {
         self.env.get(key).map(String::as_str)
