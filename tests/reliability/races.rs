@@ -175,13 +175,16 @@ both_modes!(
     }
 );
 
-/// Holds the store's state lock for `secs` seconds in a process of its own, once `delay`
-/// seconds have passed: as a long command of another clauth-helper would.
-fn state_lock_holder(f: &Fixture, delay: f64, secs: u64) -> String {
+/// A shell fragment that starts a process of its own holding the store's state lock for `secs`
+/// seconds, as a long command of another clauth-helper would, and waits (bounded) until it
+/// holds it, so what follows meets a held lock however loaded the machine is.
+fn state_lock_holder(f: &Fixture, secs: u64) -> String {
+    let ready = f.dir.path().join("holder.ready");
     format!(
-        "python3 -c 'import fcntl,sys,time; time.sleep({delay}); f=open(sys.argv[1],\"a\"); fcntl.flock(f, fcntl.LOCK_EX); time.sleep({secs})' {} >/dev/null 2>&1 & echo $! > {};",
-        f.store().join("state.lock").display(),
-        f.dir.path().join("holder.pid").display()
+        "rm -f {ready}; python3 -c 'import fcntl,sys,time; f=open(sys.argv[1],\"a\"); fcntl.flock(f, fcntl.LOCK_EX); open(sys.argv[2],\"w\").close(); time.sleep({secs})' {lock} {ready} >/dev/null 2>&1 & echo $! > {pid}; i=0; while [ ! -e {ready} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done;",
+        lock = f.store().join("state.lock").display(),
+        ready = ready.display(),
+        pid = f.dir.path().join("holder.pid").display()
     )
 }
 
@@ -202,10 +205,10 @@ fn run_retries_a_retryable_release_and_fails_loudly_only_when_it_persists() {
     f.set_env("CLAUTH_LOCK_TIMEOUT_MS", "200");
     let refreshed = f.dir.path().join("refreshed.json");
     fs::write(&refreshed, fixture_credentials("work-refreshed")).unwrap();
-    // The command refreshes, starts a holder that takes the lock as it exits, and exits.
+    // The command refreshes, starts a holder that takes the lock, and exits once it holds it.
     let script = |holder: String| {
         format!(
-            "cp {r} \"$CLAUDE_CONFIG_DIR/.t\" && mv \"$CLAUDE_CONFIG_DIR/.t\" \"$CLAUDE_CONFIG_DIR/.credentials.json\"; {holder} sleep 0.3",
+            "cp {r} \"$CLAUDE_CONFIG_DIR/.t\" && mv \"$CLAUDE_CONFIG_DIR/.t\" \"$CLAUDE_CONFIG_DIR/.credentials.json\"; {holder}",
             r = refreshed.display()
         )
     };
@@ -216,7 +219,7 @@ fn run_retries_a_retryable_release_and_fails_loudly_only_when_it_persists() {
             "--",
             "sh",
             "-c",
-            &script(state_lock_holder(&f, 0.1, 2)),
+            &script(state_lock_holder(&f, 2)),
         ],
         b"",
     );
@@ -230,7 +233,7 @@ fn run_retries_a_retryable_release_and_fails_loudly_only_when_it_persists() {
     );
     // Held for longer than every try: a non-zero exit that says what is left and how to finish.
     stop_holder(&f);
-    let holder = format!("{} sleep 0.3", state_lock_holder(&f, 0.1, 20));
+    let holder = state_lock_holder(&f, 20);
     let out = f.run(&["run", "work", "--", "sh", "-c", &holder], b"");
     stop_holder(&f);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
