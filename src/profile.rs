@@ -173,17 +173,27 @@ pub const OVERRIDING_ENV: &[&str] = &[
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_AUTH_TOKEN",
     "CLAUDE_CODE_OAUTH_TOKEN",
+    // A login handed over by file descriptor (Claude Code reads it before the stored login).
+    "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+    "CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR",
+    // A refresh token `claude auth login` would install in place of the profile's login.
+    "CLAUDE_CODE_OAUTH_REFRESH_TOKEN",
+    // Moves `.credentials.json` and the refresh locks out of the config directory (Claude Code
+    // 2.1.220 and later) and, on macOS, selects another Keychain item: the profile's login would
+    // not be the one Claude Code reads.
+    "CLAUDE_SECURESTORAGE_CONFIG_DIR",
 ];
 
 /// What a launcher removes from the environment it inherited before starting Claude Code under
-/// this profile: the overriding variables, and `ANTHROPIC_BASE_URL` unless the profile sets it
-/// (then the profile's value is the one to use).
+/// this profile: the overriding variables and `ANTHROPIC_BASE_URL`, except those the profile
+/// sets itself (then the profile's value, in `env`, is the one to use).
 pub fn env_to_remove(config: &ProfileConfig) -> Vec<String> {
-    let mut out: Vec<String> = OVERRIDING_ENV.iter().map(|k| (*k).to_owned()).collect();
-    if !config.env.contains_key("ANTHROPIC_BASE_URL") {
-        out.push("ANTHROPIC_BASE_URL".to_owned());
-    }
-    out
+    OVERRIDING_ENV
+        .iter()
+        .chain(std::iter::once(&"ANTHROPIC_BASE_URL"))
+        .filter(|k| !config.env.contains_key(**k))
+        .map(|k| (*k).to_owned())
+        .collect()
 }
 
 /// Words that mark a name or a value as carrying a credential.

@@ -89,6 +89,10 @@ fn run_scrubs_variables_that_would_override_the_account() {
     f.set_env("ANTHROPIC_API_KEY", "inherited-api-key");
     f.set_env("ANTHROPIC_AUTH_TOKEN", "inherited-auth-token");
     f.set_env("CLAUDE_CODE_OAUTH_TOKEN", "inherited-oauth-token");
+    f.set_env("CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR", "3");
+    f.set_env("CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR", "4");
+    f.set_env("CLAUDE_CODE_OAUTH_REFRESH_TOKEN", "inherited-refresh-token");
+    f.set_env("CLAUDE_SECURESTORAGE_CONFIG_DIR", "/tmp/elsewhere");
     f.set_env("ANTHROPIC_BASE_URL", "http://127.0.0.1:1/inherited");
     f.set_env("UNRELATED", "kept");
     f.add_profile("work", Some("work"));
@@ -122,6 +126,10 @@ fn run_scrubs_variables_that_would_override_the_account() {
             "ANTHROPIC_API_KEY",
             "ANTHROPIC_AUTH_TOKEN",
             "CLAUDE_CODE_OAUTH_TOKEN",
+            "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+            "CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR",
+            "CLAUDE_CODE_OAUTH_REFRESH_TOKEN",
+            "CLAUDE_SECURESTORAGE_CONFIG_DIR",
         ] {
             assert!(
                 !env.contains(&format!("{key}=")),
