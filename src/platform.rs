@@ -80,6 +80,12 @@ pub fn mode_of(meta: &std::fs::Metadata) -> Option<u32> {
     imp::mode_of(meta)
 }
 
+/// The device and inode of `meta`, which tell one directory from another whatever path led to
+/// it; `None` where the platform has none.
+pub fn dir_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    imp::dir_id(meta)
+}
+
 /// Whether `meta` belongs to the user running this process (always true where unknowable).
 pub fn owned_by_current_user(meta: &std::fs::Metadata) -> bool {
     imp::owned_by_current_user(meta)
@@ -121,6 +127,16 @@ pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
     imp::send_signal(pid, signal)
 }
 
+/// The bytes of a file name that is not valid Unicode, and the name back from them: the names
+/// a Unix file system holds are any bytes but `/` and NUL.
+pub fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+    imp::name_bytes(name)
+}
+
+pub fn name_from_bytes(bytes: Vec<u8>) -> std::ffi::OsString {
+    imp::name_from_bytes(bytes)
+}
+
 #[cfg(unix)]
 mod imp {
     pub use super::imp_signals::{Signals, exit_code};
@@ -130,6 +146,14 @@ mod imp {
 
     pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(target, link)
+    }
+
+    pub fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+        std::os::unix::ffi::OsStrExt::as_bytes(name).to_vec()
+    }
+
+    pub fn name_from_bytes(bytes: Vec<u8>) -> std::ffi::OsString {
+        std::os::unix::ffi::OsStringExt::from_vec(bytes)
     }
 
     #[cfg(target_os = "linux")]
@@ -205,6 +229,10 @@ mod imp {
 
     pub fn mode_of(meta: &std::fs::Metadata) -> Option<u32> {
         Some(meta.permissions().mode() & 0o7777)
+    }
+
+    pub fn dir_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+        Some((meta.dev(), meta.ino()))
     }
 
     pub fn owned_by_current_user(meta: &std::fs::Metadata) -> bool {
@@ -301,6 +329,22 @@ mod imp {
     use std::io;
     use std::path::Path;
 
+    /// Windows names are 16-bit units: an unpaired surrogate is carried as its units, two
+    /// bytes each, little-endian.
+    pub fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+        use std::os::windows::ffi::OsStrExt;
+        name.encode_wide().flat_map(u16::to_le_bytes).collect()
+    }
+
+    pub fn name_from_bytes(bytes: Vec<u8>) -> std::ffi::OsString {
+        use std::os::windows::ffi::OsStringExt;
+        let units: Vec<u16> = bytes
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+            .collect();
+        std::ffi::OsString::from_wide(&units)
+    }
+
     pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
         if target.is_dir() {
             std::os::windows::fs::symlink_dir(target, link)
@@ -334,6 +378,10 @@ mod imp {
     }
 
     pub fn mode_of(_meta: &std::fs::Metadata) -> Option<u32> {
+        None
+    }
+
+    pub fn dir_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
         None
     }
 

@@ -1,6 +1,8 @@
 //! Which names of a runtime's top level are its own, never linked to or mirrored with the
 //! claude home, and the names the helper gives the copies it keeps aside.
 
+use std::borrow::Cow;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use crate::ids::now_ms;
@@ -20,13 +22,99 @@ pub const PER_PROFILE: &[&str] = &["backups"];
 pub fn is_managed(name: &str) -> bool {
     MANAGED.contains(&name)
         || PER_PROFILE.contains(&name)
-        || name.ends_with(".lock")
-        // Temp files renamed over their target a moment later (`x.tmp`, `x.tmp.<pid>.<hex>`).
-        || name.ends_with(".tmp")
-        || name.contains(".tmp.")
+        || is_lock_family(name)
         || MANAGED.iter().any(|m| {
             name.len() > m.len() && name.starts_with(m) && name.as_bytes()[m.len()] == b'.'
         })
+}
+
+/// Whether a top-level name of a config directory is one of Claude Code's lock or temp files,
+/// which belong to the one process that made them. By rule, not by a list of names, since each
+/// version adds some (see `docs/claude-code-facts.md`, "Lock family and temp files"):
+/// - `x.lock` (proper-lockfile's lock directories, and lock files);
+/// - anything named below a lock: `x.lock.owner` (2.1.332's owner record of
+///   `.oauth_refresh.lock`), its temp `x.lock.owner.tmp.<hex>`, `x.lock.<anything>`;
+/// - temp files renamed over their target a moment later: `x.tmp`, `x.tmp.<...>`
+///   (`.owner.tmp.<hex>` included);
+/// - `x.v5-lock-anchor`, and the per-refresh records of the cloud auth helpers
+///   (`.aws_auth_refresh-<hex>.json`, `.gcp_auth_refresh-<hex>.holder.json`, ...).
+pub fn is_lock_family(name: &str) -> bool {
+    name.ends_with(".lock")
+        || name.contains(".lock.")
+        || name.ends_with(".v5-lock-anchor")
+        || name.ends_with(".tmp")
+        || name.contains(".tmp.")
+        || name.starts_with(".aws_auth_refresh-")
+        || name.starts_with(".gcp_auth_refresh-")
+}
+
+/// Whether a name below the top level is one of Claude Code's own locks or temp files
+/// (`plugins/installed_plugins.json.lock/`, `x.json.tmp.<8hex>`): a narrower rule than at the
+/// top, since deeper folders hold the user's own files, and a `yarn.lock` in a plugin is one.
+/// Lock directories, owner records and temp names of the exact shape Claude Code writes
+/// (`.tmp.<8 hex>`, `.tmp.<pid>.<12 hex>`) are its own.
+pub fn is_transient(name: &str, is_dir: bool) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let claude_temp = name.rsplit_once(".tmp.").is_some_and(|(_, tail)| {
+        hex(tail, 8)
+            || tail.split_once('.').is_some_and(|(pid, h)| {
+                !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && hex(h, 12)
+            })
+    });
+    (is_dir && name.ends_with(".lock")) || name.contains(".lock.owner") || claude_temp
+}
+
+/// The first byte of a name that is not valid Unicode, as the mirror and the real-mode sync
+/// carry it: NUL, which no file name holds, followed by the hex of the name's bytes.
+const RAW: char = '\0';
+
+/// A file name as text: itself when it is valid Unicode, else [`RAW`] and its bytes in hex, so
+/// that every name can be listed, compared, recorded and mirrored, and none is skipped.
+pub fn encode(name: &OsStr) -> Cow<'_, str> {
+    match name.to_str() {
+        Some(s) => Cow::Borrowed(s),
+        None => {
+            let mut out = String::from(RAW);
+            for b in crate::platform::name_bytes(name) {
+                out.push_str(&format!("{b:02x}"));
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+/// The file name [`encode`] made `name` from.
+pub fn decode(name: &str) -> Cow<'_, OsStr> {
+    let Some(hex) = name.strip_prefix(RAW) else {
+        return Cow::Borrowed(OsStr::new(name));
+    };
+    let bytes = (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    Cow::Owned(crate::platform::name_from_bytes(bytes))
+}
+
+/// `root` joined with a relative path of encoded names separated by `/`.
+pub fn join(root: &Path, rel: &str) -> PathBuf {
+    let mut p = root.to_path_buf();
+    if !rel.is_empty() {
+        for part in rel.split('/') {
+            p.push(decode(part));
+        }
+    }
+    p
+}
+
+/// A relative path of encoded names as a person reads it in a report (`\u{FFFD}` in place of
+/// bytes that are not Unicode).
+pub fn shown(rel: &str) -> String {
+    if !rel.contains(RAW) {
+        return rel.to_owned();
+    }
+    rel.split('/')
+        .map(|part| decode(part).to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The longest file name most file systems take, in bytes.
@@ -52,17 +140,61 @@ pub fn fit(name: &str, suffix: &str) -> String {
 }
 
 /// `dir/name.clauth-conflict-<ms>-<side>`, beside `path`, shortened to fit where it must be.
+/// A name that is not valid Unicode keeps its bytes.
 pub fn conflict_name(path: &Path, side: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(fit(&name, &format!(".clauth-conflict-{}-{side}", now_ms())))
+    let name = path.file_name().unwrap_or_default();
+    let suffix = format!(".clauth-conflict-{}-{side}", now_ms());
+    match name.to_str() {
+        Some(n) => path.with_file_name(fit(n, &suffix)),
+        None => {
+            let mut bytes = crate::platform::name_bytes(name);
+            if bytes.len() + suffix.len() > NAME_MAX {
+                return path.with_file_name(fit(&name.to_string_lossy(), &suffix));
+            }
+            bytes.extend_from_slice(suffix.as_bytes());
+            path.with_file_name(crate::platform::name_from_bytes(bytes))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_are_not_unicode_round_trip_and_unicode_ones_stay_as_they_are() {
+        assert_eq!(encode(OsStr::new("café.md")), "café.md");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let raw = OsStr::from_bytes(b"caf\xe9\x00?");
+            let text = encode(raw);
+            assert!(text.starts_with('\0'));
+            assert_eq!(decode(&text), raw);
+            assert_eq!(shown(&format!("a/{text}")), "a/caf\u{FFFD}\0?");
+        }
+    }
+
+    #[test]
+    fn the_lock_family_is_recognised_by_rule() {
+        for top in [
+            ".oauth_refresh.lock",
+            ".oauth_refresh.lock.owner",
+            ".oauth_refresh.lock.owner.tmp.0a1b2c3d",
+            ".cloud_sessions_oauth_refresh.lock",
+            ".claude.json.tmp.12.0123456789ab",
+            ".gcp_auth_refresh-0123456789abcdef.takeover.json",
+            "x.json.v5-lock-anchor",
+        ] {
+            assert!(is_managed(top), "{top}");
+        }
+        assert!(!is_managed("CLAUDE.md") && !is_managed("projects"));
+        assert!(is_transient("installed_plugins.json.lock", true));
+        assert!(!is_transient("yarn.lock", false));
+        assert!(is_transient("known.json.tmp.1a2b3c4d", false));
+        assert!(is_transient("known.json.tmp.4242.0123456789ab", false));
+        assert!(!is_transient("notes.tmp.txt", false));
+    }
 
     #[test]
     fn fitted_names_fit_and_stay_apart() {

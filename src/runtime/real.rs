@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::names::NAME_MAX;
+use super::names::{self, NAME_MAX, decode};
 use super::{SyncReport, is_managed};
 use crate::fsx;
 use crate::platform;
@@ -21,9 +21,8 @@ pub(super) fn entry_names(dir: &Path) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     for entry in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
+        // Every name, also one that is not valid Unicode (carried encoded).
+        let name = names::encode(&entry.file_name()).into_owned();
         if !is_managed(&name) && !name.starts_with(fsx::TEMP_PREFIX) {
             names.insert(name);
         }
@@ -34,7 +33,7 @@ pub(super) fn entry_names(dir: &Path) -> Result<BTreeSet<String>> {
 /// Links every top-level entry of the home into a fresh runtime.
 pub fn materialise(home: &Path, runtime: &Path) -> Result<()> {
     for name in entry_names(home)? {
-        platform::symlink(&home.join(&name), &runtime.join(&name))
+        platform::symlink(&home.join(decode(&name)), &runtime.join(decode(&name)))
             .with_context(|| format!("cannot link {} into {}", name, runtime.display()))?;
     }
     Ok(())
@@ -45,15 +44,15 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
     let home_names = entry_names(home)?;
     let runtime_names = entry_names(runtime)?;
     for name in &runtime_names {
-        let here = runtime.join(name);
-        let there = home.join(name);
+        let here = runtime.join(decode(name));
+        let there = home.join(decode(name));
         let meta = fs::symlink_metadata(&here)
             .with_context(|| format!("cannot stat {}", here.display()))?;
         if meta.file_type().is_symlink() && leads_to(&here, &there) {
             if !home_names.contains(name) {
                 // The home lost the entry: a link to nothing would only confuse Claude Code.
                 fsx::remove_entry(&here)?;
-                report.unlinked.push(name.clone());
+                report.unlinked.push(names::shown(name));
             }
             continue;
         }
@@ -72,12 +71,12 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
         if let Some(note) = note {
             fsx::remove_entry(&note)?;
         }
-        report.adopted.push(name.clone());
+        report.adopted.push(names::shown(name));
     }
     for name in home_names.difference(&runtime_names) {
-        platform::symlink(&home.join(name), &runtime.join(name))
+        platform::symlink(&home.join(decode(name)), &runtime.join(decode(name)))
             .with_context(|| format!("cannot link {} into {}", name, runtime.display()))?;
-        report.linked.push(name.clone());
+        report.linked.push(names::shown(name));
     }
     Ok(())
 }
@@ -88,7 +87,8 @@ pub fn sync(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<()> 
 fn adopt_name(runtime: &Path, name: &str) -> Result<(String, Option<PathBuf>)> {
     let hex = crate::ids::random_hex(4);
     let plain = format!("{}adopt-{hex}-{name}", fsx::TEMP_PREFIX);
-    if plain.len() <= NAME_MAX {
+    // A name that is not valid Unicode is carried in the note, which holds it encoded.
+    if plain.len() <= NAME_MAX && !plain.contains('\0') {
         return Ok((plain, None));
     }
     let note = name_note(runtime, &hex);
@@ -132,7 +132,7 @@ fn points_at(link: &Path, target: &Path) -> bool {
 /// leads to the home entry itself is only this runtime's own link under another spelling: it
 /// is dropped, never put in the home, where it would replace the entry with a link to itself.
 fn adopt(home: &Path, taken: &Path, name: &str, report: &mut SyncReport) -> Result<()> {
-    let there = home.join(name);
+    let there = home.join(decode(name));
     if fs::symlink_metadata(taken).is_ok_and(|m| m.file_type().is_symlink())
         && points_at(taken, &there)
     {
@@ -178,14 +178,14 @@ pub fn recover(home: &Path, runtime: &Path, report: &mut SyncReport) -> Result<(
             continue;
         }
         let path = entry.path();
-        if fs::read_link(&path).ok().as_deref() == Some(home.join(name).as_path()) {
+        if fs::read_link(&path).ok().as_deref() == Some(home.join(decode(name)).as_path()) {
             // The link prepared for the exchange, killed before it: the entry is still in place.
             fsx::remove_entry(&path)?;
             continue;
         }
         adopt(home, &path, name, report)?;
         fsx::remove_entry(&note)?;
-        report.adopted.push(name.to_owned());
+        report.adopted.push(names::shown(name));
     }
     Ok(())
 }

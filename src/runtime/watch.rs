@@ -67,7 +67,10 @@ impl Watch {
             .roots
             .iter()
             .find_map(|root| path.strip_prefix(root).ok())?;
-        let mut parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
+        let mut parts: Vec<String> = rel
+            .iter()
+            .map(|p| super::names::encode(p).into_owned())
+            .collect();
         match parts.as_slice() {
             // The root itself, or a managed top-level file that the tick handles by its stamps.
             [] => None,

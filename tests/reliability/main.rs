@@ -14,3 +14,4 @@ mod crash;
 mod load;
 mod races;
 mod security;
+mod trees;

@@ -242,6 +242,10 @@ class ChildEnvTest(HelperTest):
                     "ANTHROPIC_API_KEY",
                     "ANTHROPIC_AUTH_TOKEN",
                     "CLAUDE_CODE_OAUTH_TOKEN",
+                    "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+                    "CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR",
+                    "CLAUDE_CODE_OAUTH_REFRESH_TOKEN",
+                    "CLAUDE_SECURESTORAGE_CONFIG_DIR",
                     "ANTHROPIC_BASE_URL",
                 ]
             ),

@@ -12,7 +12,7 @@ mod progress;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -21,11 +21,15 @@ pub use manifest::{Manifest, journal_path};
 use progress::Progress;
 
 use super::SyncReport;
-use super::names::{conflict_name, is_managed};
+use super::names::{self, conflict_name, is_managed, is_transient, join};
 use crate::fsx::{self, Stamp};
 
-/// Deeper than this, a walk stops: it guards against symlink loops in the home.
-const MAX_DEPTH: usize = 64;
+/// Deeper than this, a walk stops and reports the folder as skipped. Loops through symlinks are
+/// found by the folders' ids; this only bounds the walk's stack.
+const MAX_DEPTH: usize = 512;
+
+/// A folder's device and inode.
+type DirId = (u64, u64);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Node {
@@ -61,15 +65,17 @@ fn list(dir: &Path, top: bool) -> Result<Listing> {
     let mut skipped = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
+        // Every name is listed, also one that is not valid Unicode (carried encoded).
+        let name = names::encode(&entry.file_name()).into_owned();
         if name.starts_with(fsx::TEMP_PREFIX) || (top && is_managed(&name)) {
             continue;
         }
         let file_type = entry
             .file_type()
             .with_context(|| format!("cannot stat {}", entry.path().display()))?;
+        if !top && is_transient(&name, file_type.is_dir()) {
+            continue;
+        }
         if file_type.is_dir() {
             out.push((name.into_boxed_str(), Node::Dir));
             continue;
@@ -115,16 +121,6 @@ fn unreadable(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::ELOOP)
 }
 
-fn join(root: &Path, rel: &str) -> PathBuf {
-    let mut p = root.to_path_buf();
-    if !rel.is_empty() {
-        for part in rel.split('/') {
-            p.push(part);
-        }
-    }
-    p
-}
-
 fn child(rel: &str, name: &str) -> String {
     if rel.is_empty() {
         name.to_owned()
@@ -159,6 +155,9 @@ struct Mirror<'a> {
     /// The runtime is being built and nobody uses it yet: copy straight into place.
     fresh: bool,
     progress: Progress,
+    /// The ids of the folders being walked, home and runtime side, from the top down: a folder
+    /// that is one of its own ancestors (a symlink to a parent) is a loop, skipped and reported.
+    ancestors: Vec<(Option<DirId>, Option<DirId>)>,
 }
 
 impl Mirror<'_> {
@@ -203,7 +202,7 @@ impl Mirror<'_> {
                     .filter_map(|c| c.downcast_ref::<std::io::Error>())
                     .any(unreadable) =>
             {
-                self.report.skipped.push(rel.to_owned());
+                self.report.skipped.push(names::shown(rel));
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -372,14 +371,33 @@ impl Mirror<'_> {
     /// Visits the entries of directory `rel` on both sides; `deep` descends into every
     /// subdirectory, otherwise only into ones that are new since the last sync.
     fn visit_dir(&mut self, rel: &str, depth: usize, deep: bool) -> Result<()> {
-        if depth > MAX_DEPTH {
+        let id = |root: &Path| {
+            fs::metadata(join(root, rel))
+                .ok()
+                .and_then(|m| crate::platform::dir_id(&m))
+        };
+        let ids = (id(self.home), id(self.runtime));
+        let looped = self
+            .ancestors
+            .iter()
+            .any(|(h, r)| (ids.0.is_some() && *h == ids.0) || (ids.1.is_some() && *r == ids.1));
+        if depth > MAX_DEPTH || looped {
+            // Left as it is on both sides and said so: never cut silently, never deleted.
+            self.report.skipped.push(names::shown(rel));
             return Ok(());
         }
+        self.ancestors.push(ids);
+        let result = self.visit_entries(rel, depth, deep);
+        self.ancestors.pop();
+        result
+    }
+
+    fn visit_entries(&mut self, rel: &str, depth: usize, deep: bool) -> Result<()> {
         let top = rel.is_empty();
         let home_side = list(&join(self.home, rel), top)?;
         let runtime_side = list(&join(self.runtime, rel), top)?;
         if home_side.unreadable || runtime_side.unreadable {
-            self.report.skipped.push(rel.to_owned());
+            self.report.skipped.push(names::shown(rel));
             return Ok(());
         }
         let mut skipped: Vec<&str> = home_side
@@ -391,7 +409,7 @@ impl Mirror<'_> {
         skipped.sort_unstable();
         skipped.dedup();
         for name in &skipped {
-            self.report.skipped.push(child(rel, name));
+            self.report.skipped.push(names::shown(&child(rel, name)));
         }
         let is_skipped = |name: &str| skipped.binary_search(&name).is_ok();
         let (hs, rs) = (&home_side.entries, &runtime_side.entries);
@@ -448,11 +466,7 @@ impl Mirror<'_> {
             let removed = match fsx::lstat_optional(&path)? {
                 None => true,
                 Some(meta) if meta.is_dir() => fs::remove_dir(&path).is_ok(),
-                Some(_) => {
-                    fs::remove_file(&path)
-                        .with_context(|| format!("cannot remove {}", path.display()))?;
-                    true
-                }
+                Some(_) => self.delete_file(side, &rel, &path)?,
             };
             if removed {
                 self.manifest.unset(&rel);
@@ -463,6 +477,59 @@ impl Mirror<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Mirror<'_> {
+    /// Deletes a file that the other side deleted, unless it changed since the walk looked at
+    /// it: it is taken out of the way by one rename and only then compared with the stamp the
+    /// manifest holds, so a write that landed in the meantime is put back, never deleted (the
+    /// manifest still holds the old stamp, so the next pass carries the new version across).
+    fn delete_file(&mut self, side: Side, rel: &str, path: &Path) -> Result<bool> {
+        let expected = match self.manifest.rows.get(rel) {
+            Some(Synced::File { home, runtime }) => Some(match side {
+                Side::Home => *home,
+                Side::Runtime => *runtime,
+            }),
+            _ => None,
+        };
+        let taken = fsx::unique_sibling(path.parent().unwrap_or(path), "delete");
+        match fs::rename(path, &taken) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+            }
+        }
+        let now = fs::metadata(&taken).ok().map(|m| Stamp::of(&m));
+        if now.is_some() && now == expected {
+            fs::remove_file(&taken).with_context(|| format!("cannot remove {}", path.display()))?;
+            return Ok(true);
+        }
+        // Back in place by a link, which never replaces a file that took the name meanwhile;
+        // if one did, the changed version is kept beside it as a conflict copy.
+        match fs::hard_link(&taken, path) {
+            Ok(()) => fs::remove_file(&taken)
+                .with_context(|| format!("cannot remove {}", taken.display()))?,
+            Err(_) => {
+                let aside = conflict_name(
+                    path,
+                    if side == Side::Home {
+                        "home"
+                    } else {
+                        "session"
+                    },
+                );
+                fs::rename(&taken, &aside)
+                    .with_context(|| format!("cannot put back {}", path.display()))?;
+                let root = self.root(side).to_path_buf();
+                let shown = aside.strip_prefix(&root).unwrap_or(&aside);
+                self.report
+                    .conflicts
+                    .push(shown.to_string_lossy().into_owned());
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -501,6 +568,7 @@ pub fn sync(
         deletions: Vec::new(),
         fresh,
         progress: Progress::new(fresh),
+        ancestors: Vec::new(),
     };
     match scope {
         Scope::Full => mirror.visit_dir("", 0, true)?,

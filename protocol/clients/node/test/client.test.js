@@ -164,7 +164,16 @@ test('every variable in env_remove is gone from a child, and every env entry set
   // The profile does not set ANTHROPIC_BASE_URL, so the response lists it.
   assert.deepEqual(
     [...raw.env_remove].sort(),
-    ['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_BASE_URL', 'CLAUDE_CODE_OAUTH_TOKEN'],
+    [
+      'ANTHROPIC_API_KEY',
+      'ANTHROPIC_AUTH_TOKEN',
+      'ANTHROPIC_BASE_URL',
+      'CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR',
+      'CLAUDE_CODE_OAUTH_REFRESH_TOKEN',
+      'CLAUDE_CODE_OAUTH_TOKEN',
+      'CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR',
+      'CLAUDE_SECURESTORAGE_CONFIG_DIR',
+    ],
   );
   assert.equal(f.oneShot('release', { session: raw.session }).ok, true);
   const c = await f.start();
