@@ -42,7 +42,7 @@ impl std::fmt::Display for Invalid {
 
 /// Checks that `bytes` are credentials Claude Code can use and summarises them.
 pub fn validate(bytes: &[u8]) -> Result<Summary, Invalid> {
-    let doc: Value = serde_json::from_slice(bytes).map_err(|_| Invalid::NotJson)?;
+    let doc: Value = crate::nodejson::from_slice(bytes).map_err(|_| Invalid::NotJson)?;
     let obj = doc.as_object().ok_or(Invalid::NotAnObject)?;
     let oauth = obj
         .get("claudeAiOauth")
@@ -74,7 +74,7 @@ pub fn validate(bytes: &[u8]) -> Result<Summary, Invalid> {
 /// names a login without revealing it; `None` when the document has no refresh token.
 pub fn fingerprint(bytes: &[u8]) -> Option<String> {
     use sha2::{Digest, Sha256};
-    let doc: Value = serde_json::from_slice(bytes).ok()?;
+    let doc: Value = crate::nodejson::from_slice(bytes).ok()?;
     let token = doc.get("claudeAiOauth")?.get("refreshToken")?.as_str()?;
     if token.is_empty() {
         return None;

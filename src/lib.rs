@@ -17,6 +17,7 @@ pub mod keychain;
 pub mod layout;
 pub mod lock;
 pub mod logins;
+pub mod nodejson;
 pub mod platform;
 pub mod profile;
 pub mod protocol;

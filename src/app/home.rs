@@ -47,7 +47,7 @@ pub fn plain_claude_running(layout: &Layout) -> Result<Option<u32>> {
         let recorded = fsx::read_optional(&entry.path())
             .ok()
             .flatten()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|b| crate::nodejson::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| match &v["procStart"] {
                 serde_json::Value::String(s) => s.parse::<u64>().ok(),
                 other => other.as_u64(),

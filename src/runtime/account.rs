@@ -78,12 +78,12 @@ pub fn import_account(layout: &Layout, profile: &str) -> Result<()> {
 
 pub fn load_account(layout: &Layout, profile: &str) -> Result<Map<String, Value>> {
     Ok(fsx::read_optional(&layout.profile_account(profile))?
-        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
+        .and_then(|b| crate::nodejson::from_slice::<Map<String, Value>>(&b).ok())
         .unwrap_or_default())
 }
 
 pub fn save_account(layout: &Layout, profile: &str, account: &Map<String, Value>) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(account)?;
+    let bytes = crate::nodejson::to_vec_pretty(account)?;
     fsx::atomic_write(&layout.profile_account(profile), &bytes, fsx::PRIVATE_FILE)
 }
 
@@ -116,7 +116,7 @@ pub fn set_home_account(layout: &Layout, account: &Map<String, Value>) -> Result
         doc.shift_remove(*key);
     }
     doc.extend(account.clone());
-    let mut bytes = serde_json::to_vec_pretty(&doc)?;
+    let mut bytes = crate::nodejson::to_vec_pretty(&doc)?;
     bytes.push(b'\n');
     let mode = std::fs::metadata(&path)
         .ok()

@@ -145,7 +145,7 @@ impl Doc<'_> {
 pub(super) fn read_object(path: &Path) -> Result<Option<Map<String, Value>>> {
     match fsx::read_optional(path)? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice::<Map<String, Value>>(&bytes)
+        Some(bytes) => crate::nodejson::from_slice::<Map<String, Value>>(&bytes)
             .map(Some)
             .map_err(|_| anyhow::anyhow!("{} is not a JSON object", path.display())),
     }
@@ -159,13 +159,13 @@ fn write_object_over(
     mode: u32,
     expected: Option<Stamp>,
 ) -> Result<Option<Stamp>> {
-    let mut bytes = serde_json::to_vec_pretty(doc)?;
+    let mut bytes = crate::nodejson::to_vec_pretty(doc)?;
     bytes.push(b'\n');
     fsx::replace_if_unchanged(path, &bytes, mode, expected)
 }
 
 fn write_object(path: &Path, doc: &Map<String, Value>, mode: u32) -> Result<Stamp> {
-    let mut bytes = serde_json::to_vec_pretty(doc)?;
+    let mut bytes = crate::nodejson::to_vec_pretty(doc)?;
     bytes.push(b'\n');
     fsx::atomic_write(path, &bytes, mode)?;
     Stamp::at(path)?.with_context(|| format!("{} vanished after it was written", path.display()))

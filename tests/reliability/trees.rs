@@ -293,3 +293,50 @@ fn a_home_write_during_the_walk_saves_a_file_the_session_deleted_in_fake_mode() 
     assert!(home.join("aaa.md").exists());
     eprintln!("trees/deletion race: a home write during the walk kept, then mirrored");
 }
+
+both_modes!(
+    documents_with_lone_surrogates_as_node_writes_them_are_merged_and_written_back_as_they_were,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        // `JSON.stringify` of a prompt cut in the middle of an emoji, as Claude Code saves it.
+        let home_doc = "{\n  \"numStartups\": 12,\n  \"mcpServers\": {\n    \"docs\": {\n      \"command\": \"docs-mcp\"\n    }\n  },\n  \"projects\": {\n    \"/home/user/app\": {\n      \"allowedTools\": [],\n      \"hasTrustDialogAccepted\": true,\n      \"lastPrompt\": \"fix the \\ud83d\"\n    }\n  }\n}\n";
+        fs::write(f.claude_json(), home_doc).unwrap();
+        let a = f.acquire("work", mode);
+        let runtime_doc = f.runtime("work").join(".claude.json");
+        let text = fs::read_to_string(&runtime_doc).unwrap();
+        assert!(text.contains("\"fix the \\ud83d\""), "{text}");
+        assert!(text.contains("\"hasTrustDialogAccepted\": true"), "{text}");
+        // The session adds a project of its own, with a cut emoji of its own.
+        let mut doc: serde_json::Map<String, Value> =
+            serde_json::from_str(&text.replace("\\ud83d", "CUT")).unwrap();
+        doc["projects"]["/home/user/new"] =
+            serde_json::json!({"hasTrustDialogAccepted": true, "lastPrompt": "LOW"});
+        let written = serde_json::to_string_pretty(&doc)
+            .unwrap()
+            .replace("CUT", "\\ud83d")
+            .replace("LOW", "\\ude00 tail");
+        fs::write(&runtime_doc, written).unwrap();
+        let t = f.tick(&session_of(&a));
+        assert!(
+            t["rejected_documents"]
+                .as_array()
+                .is_none_or(|r| r.is_empty()),
+            "{t}"
+        );
+        f.release(&session_of(&a));
+        let home = fs::read_to_string(f.claude_json()).unwrap();
+        assert!(
+            home.contains("\"lastPrompt\": \"fix the \\ud83d\""),
+            "{home}"
+        );
+        assert!(home.contains("\"lastPrompt\": \"\\ude00 tail\""), "{home}");
+        assert!(home.contains("\"/home/user/new\""), "{home}");
+        assert!(
+            home.contains("\"docs-mcp\""),
+            "the MCP server is kept: {home}"
+        );
+        assert!(home.contains("\"hasTrustDialogAccepted\": true"), "{home}");
+        eprintln!("trees/lone surrogates ({mode}): home and session escapes kept byte for byte");
+    }
+);
