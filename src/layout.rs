@@ -166,6 +166,17 @@ impl Layout {
         }
     }
 
+    /// This layout with another claude home (`.claude.json` beside it): the home a runtime was
+    /// built for, which its syncs keep to whatever `HOME` the calling process has.
+    pub fn with_claude_home(&self, claude_home: &Path) -> Layout {
+        let parent = claude_home.parent().unwrap_or(claude_home);
+        Layout {
+            claude_home: claude_home.to_path_buf(),
+            claude_json: parent.join(".claude.json"),
+            ..self.clone()
+        }
+    }
+
     /// Fails with `claude_home_missing` unless `~/.claude` is a directory.
     pub fn require_claude_home(&self) -> Result<()> {
         if self.claude_home.is_dir() {

@@ -118,6 +118,18 @@ fn acquire_as(
         })?),
         None => None,
     };
+    if let Some(home) = existing.as_ref().and_then(|s| s.claude_home.as_ref())
+        && *home != layout.claude_home
+    {
+        return Err(coded(
+            ErrorCode::HomeMismatch,
+            format!(
+                "profile {name} has live sessions for the claude home {}, and this call's is {}: two homes share this store; call with the same HOME, or release those sessions first",
+                home.display(),
+                layout.claude_home.display()
+            ),
+        ));
+    }
     let mode = match existing {
         Some(state) => {
             // Only a mode the request names can conflict; CLAUTH_LINK_MODE is a default for

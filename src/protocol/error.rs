@@ -23,13 +23,14 @@ pub enum ErrorCode {
     UnsafeStore,
     LoginInUse,
     HomeBusy,
+    HomeMismatch,
     KeychainLocked,
     KeychainFailed,
     Io,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnknownVerb,
         ErrorCode::UnsupportedProtocol,
@@ -45,6 +46,7 @@ impl ErrorCode {
         ErrorCode::UnsafeStore,
         ErrorCode::LoginInUse,
         ErrorCode::HomeBusy,
+        ErrorCode::HomeMismatch,
         ErrorCode::KeychainLocked,
         ErrorCode::KeychainFailed,
         ErrorCode::Io,
@@ -67,6 +69,7 @@ impl ErrorCode {
             ErrorCode::UnsafeStore => "unsafe_store",
             ErrorCode::LoginInUse => "login_in_use",
             ErrorCode::HomeBusy => "home_busy",
+            ErrorCode::HomeMismatch => "home_mismatch",
             ErrorCode::KeychainLocked => "keychain_locked",
             ErrorCode::KeychainFailed => "keychain_failed",
             ErrorCode::Io => "io",

@@ -15,7 +15,7 @@ mod per_profile;
 mod real;
 mod watch;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,23 @@ pub struct RuntimeState {
     pub claude_json: documents::JsonSync,
     #[serde(default)]
     pub credentials: creds::CredSync,
+    /// The claude home the runtime was built for (canonical). Its syncs go there whatever
+    /// `HOME` the calling process has: two homes sharing one store never trade entries.
+    /// Missing in runtimes built by earlier versions, which use the caller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude_home: Option<PathBuf>,
+}
+
+impl RuntimeState {
+    /// The layout a sync of this runtime uses: `layout` with the runtime's own claude home.
+    pub fn layout_for<'a>(&self, layout: &'a Layout) -> std::borrow::Cow<'a, Layout> {
+        match &self.claude_home {
+            Some(home) if *home != layout.claude_home => {
+                std::borrow::Cow::Owned(layout.with_claude_home(home))
+            }
+            _ => std::borrow::Cow::Borrowed(layout),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -89,6 +106,7 @@ fn sync_runtime(
     scope: &fake::Scope,
     manifests: &mut Option<(ManifestStamp, fake::Manifest)>,
 ) -> Result<(SyncReport, bool)> {
+    let layout = &*state.layout_for(layout);
     let mut report = SyncReport::default();
     // Checked on every sync, not only at acquire: a profile directory swapped for a symlink
     // must not receive credentials.
@@ -163,7 +181,10 @@ fn mirror(
 pub fn sync(layout: &Layout, profile: &str, cache: &mut TickCache) -> Result<SyncReport> {
     let scope = match cached_state(layout, profile, cache)? {
         None => return Ok(SyncReport::default()),
-        Some(state) if state.link_mode == LinkMode::Fake => cache.scope(layout, profile),
+        Some(state) if state.link_mode == LinkMode::Fake => {
+            let layout = state.layout_for(layout).into_owned();
+            cache.scope(&layout, profile)
+        }
         Some(_) => fake::Scope::Full,
     };
     let TickCache {
@@ -274,6 +295,7 @@ pub fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
         settings: Default::default(),
         claude_json: Default::default(),
         credentials: Default::default(),
+        claude_home: Some(layout.claude_home.clone()),
     };
     // The state goes first and says the build is not finished, so a crash in the middle leaves
     // a runtime that the next acquire simply removes.

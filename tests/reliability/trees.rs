@@ -340,3 +340,64 @@ both_modes!(
         eprintln!("trees/lone surrogates ({mode}): home and session escapes kept byte for byte");
     }
 );
+
+both_modes!(
+    two_homes_sharing_one_store_never_trade_entries,
+    |mode: &str| {
+        let mut f = Fixture::new();
+        fs::write(f.claude().join("CLAUDE.md"), "home A's instructions\n").unwrap();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        // Another home on the same store: its own ~/.claude, its own files.
+        let other = f.dir.path().join("other-home");
+        fs::create_dir_all(other.join(".claude/projects")).unwrap();
+        fs::write(other.join(".claude/CLAUDE.md"), "home B's instructions\n").unwrap();
+        fs::write(other.join(".claude.json"), "{\n  \"theme\": \"light\"\n}\n").unwrap();
+        let other_before = listing(&other);
+        let before = f.snapshot();
+        f.set_env("HOME", &other.to_string_lossy());
+        // The session writes a file; ticks and release come from a process with the other HOME.
+        fs::write(
+            f.runtime("work").join("from-session.md"),
+            "written in A's session\n",
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let t = f.tick(&session_of(&a));
+            assert!(
+                t["conflicts"].as_array().is_none_or(|c| c.is_empty()),
+                "{mode}: {t}"
+            );
+        }
+        // An acquire under the other HOME is refused, not handed a runtime of home A.
+        let refused = f.request(
+            "acquire",
+            serde_json::json!({"profile": "work", "link_mode": mode}),
+        );
+        assert_eq!(refused.error_code(), Some("home_mismatch"), "{mode}");
+        f.release(&session_of(&a));
+        assert_eq!(listing(&other), other_before, "{mode}: home B is as it was");
+        let home_a = f.dir.path().join("home/.claude");
+        assert_eq!(
+            fs::read_to_string(home_a.join("from-session.md")).unwrap(),
+            "written in A's session\n",
+            "{mode}: the session's file went to its own home"
+        );
+        assert_eq!(
+            fs::read_to_string(home_a.join("CLAUDE.md")).unwrap(),
+            "home A's instructions\n"
+        );
+        let unchanged = |snap: &std::collections::BTreeMap<String, String>| {
+            snap.iter()
+                .filter(|(k, _)| k.starts_with("home/.claude/") && !k.contains("from-session"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            unchanged(&f.snapshot()),
+            unchanged(&before),
+            "{mode}: home A kept"
+        );
+        eprintln!("trees/two homes ({mode}): ticks and release from home B wrote only to home A");
+    }
+);

@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'unsafe_store'
   | 'login_in_use'
   | 'home_busy'
+  | 'home_mismatch'
   | 'keychain_locked'
   | 'keychain_failed'
   | 'io'

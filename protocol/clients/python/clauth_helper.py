@@ -120,6 +120,9 @@ LoginInUse = _error_class(
     "LoginInUse", "login_in_use", "The login already has a place (the home or another profile)."
 )
 HomeBusy = _error_class("HomeBusy", "home_busy", "A plain Claude Code is using the claude home.")
+HomeMismatch = _error_class(
+    "HomeMismatch", "home_mismatch", "The profile's live runtime is for another claude home."
+)
 KeychainLocked = _error_class(
     "KeychainLocked", "keychain_locked", "The login keychain is locked; unlock it and retry."
 )
@@ -157,6 +160,7 @@ _ERRORS_BY_CODE = {
         UnsafeStore,
         LoginInUse,
         HomeBusy,
+        HomeMismatch,
         KeychainLocked,
         KeychainFailed,
         StoreIOError,
