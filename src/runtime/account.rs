@@ -8,55 +8,88 @@ use super::documents::read_object;
 use crate::fsx;
 use crate::layout::Layout;
 
-/// Keys of `.claude.json` that belong to the account, so they stay with the profile. Found by
-/// reading what Claude Code 2.1 writes (see README, "Shared and per-profile"): the account and
-/// its API key, caches evaluated for the account or organisation, and the device ids, which are
-/// kept per profile so that two accounts are not linked by one id.
+/// Keys of `.claude.json` that belong to the account, so they stay with the profile: never in
+/// `~/.claude.json` or another profile's runtime. Derived from Claude Code's bundles, 2.1.197 and
+/// 2.1.332 (`docs/claude-code-facts.md`, section 3), in three parts:
+///
+/// 1. every key Claude Code's own logout resets (the function that ends in
+///    `return e.oauthAccount=void 0,e.….=void 0,…,e}`, plus `primaryApiKey`, and
+///    `subscriptionNoticeCount`, `hasAvailableSubscription` and `customApiKeyResponses` that
+///    `/logout` resets): they describe the signed-in account. `tests/e2e` reads the installed
+///    Claude Code's bundle and fails when its logout resets a key missing here;
+/// 2. caches keyed by account or organisation, or evaluated for them, that logout leaves
+///    (GrowthBook features under both names, grove, passes, extra usage, model defaults);
+/// 3. the device ids (`userID`, `machineID`), random per config directory, kept per profile so
+///    that two accounts are not linked by one id.
+///
+/// Keys that neither bundle names any more stay listed at the end: a `~/.claude.json` written
+/// by an earlier version may still hold them.
+///
+/// `knownAccounts` (2.1.332: account id to e-mail address and organisation names, for every
+/// account that signed in) is shared, not listed: it labels which account a resumed transcript
+/// belonged to, transcripts (`projects/`) are shared between profiles, its entries hold no
+/// credential, and logout itself keeps it.
 pub const ACCOUNT_KEYS: &[&str] = &[
-    // The account itself and credentials-like values.
+    // 1. Reset by logout (2.1.332; the 2.1.197 set is a subset).
     "oauthAccount",
+    "connectorFileSendsAllowedV1",
+    "managedSettingsNoticeSeenOrg",
+    "trainingConsentSettledAt",
+    "firstWeek",
+    "additionalModelOptionsCache",
+    "additionalModelOptionsAnsweredAt",
+    "additionalModelCostsCache",
+    "modelAccessCache",
+    "orgModelDefaultCache",
+    "cachedArtifactRoster",
+    "artifactRosterDenied",
+    "lastSeenOrgDefaultUpdatedAt",
+    "clientDataCache",
+    "clientDataCacheSlots",
+    "autoCompactWindowsCache",
+    "cachedUsageUtilization",
+    "metricsStatusCache",
+    "metricsStatusCacheByPrincipal",
+    "githubWebConnectionStatusCache",
+    "unusedLimitResetStatusCache",
+    "promoCreditCheck",
+    "startupPrefetchedAt",
     "primaryApiKey",
     "customApiKeyResponses",
-    // Device ids, random per config directory.
-    "userID",
-    "machineID",
-    // Feature flags and caches evaluated for the account or its organisation.
+    "subscriptionNoticeCount",
+    "hasAvailableSubscription",
+    // 2. Caches for the account or its organisation that logout leaves.
     "cachedGrowthBookFeatures",
+    "cachedFeatureFlags",
     "cachedGrowthBookFeaturesAt",
     "cachedExperimentFeatures",
     "cachedDynamicConfigs",
-    "cachedStatsigGates",
     "cachedExtraUsageDisabledReason",
     "claudeCodeFirstTokenDate",
+    "groveConfigCache",
     "passesEligibilityCache",
     "passesLastSeenRemaining",
     "passesUpsellSeenCount",
     "hasVisitedPasses",
-    "groveConfigCache",
-    "metricsStatusCache",
     "penguinModeOrgEnabled",
     "fableOverageConsentV2",
     "fotwEligibilityCache",
     "fotwClaimedFeatures",
     "fotwUpsellFulfilled",
-    "modelAccessCache",
-    "additionalModelOptionsCache",
-    "additionalModelCostsCache",
-    "clientDataCache",
-    "clientDataCacheSlots",
-    "subscriptionNoticeCount",
-    "hasAvailableSubscription",
-    "hasAvailableMaxSubscription",
-    "lastSeenOrgDefaultUpdatedAt",
+    "subscriptionUpsellShownCount",
     "bridgeOauthDeadExpiresAt",
     "bridgeOauthDeadFailCount",
     "hasAcknowledgedCostThreshold",
-    // Written by earlier versions.
+    // 3. Device ids.
+    "userID",
+    "machineID",
+    // Named by neither 2.1.197 nor 2.1.332; written by earlier versions.
+    "cachedStatsigGates",
+    "hasAvailableMaxSubscription",
     "s1mAccessCache",
     "s1mNonSubscriberAccessCache",
     "fallbackAvailableWarningThreshold",
     "recommendedSubscription",
-    "subscriptionUpsellShownCount",
     "hasOpusPlanDefault",
 ];
 

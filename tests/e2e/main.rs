@@ -11,6 +11,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod bundle;
 mod mock;
 
 use std::collections::BTreeSet;
