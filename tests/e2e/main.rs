@@ -1,9 +1,14 @@
-//! End to end with the real Claude Code: two profiles' `claude -p` at once, in each link mode,
-//! against a mock Messages API on loopback.
+//! End to end with the real Claude Code, offline: two profiles' `claude -p` at once in each link
+//! mode against a mock Messages API on loopback; the home profile and `profile use`; and a real
+//! token refresh: two profiles with expired logins at once, in each link mode, whose `claude -p`
+//! refreshes through `HTTPS_PROXY` at `platform.claude.com` (played by `support::tls_proxy` with
+//! a CA made at run time and trusted through `NODE_EXTRA_CA_CERTS`), saves the new pair in its
+//! profile, calls the Messages API with the new access token, and leaves nothing of its lock
+//! family behind. Every other host reached through the proxy is refused.
 //!
 //! Ignored by default: it needs Claude Code from the npm registry. `.ci/run` installs it into
-//! `target/e2e` and runs this test with `--include-ignored`; when the install fails it says so
-//! and the test is reported as ignored, never as passed. By hand:
+//! `target/e2e-<version>` and runs these tests with `--include-ignored`; when the install fails it
+//! says so and the tests are reported as ignored, never as passed. By hand:
 //! `npm install --prefix target/e2e @anthropic-ai/claude-code && cargo test --test e2e -- --include-ignored`
 //! (or point `CLAUTH_E2E_CLAUDE` at a `claude` binary).
 
@@ -22,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use support::tls_proxy::{HttpRequest, HttpResponse, Outcome, TlsProxy};
 use support::*;
 
 fn claude_binary() -> PathBuf {
@@ -391,4 +397,287 @@ fn real_claude_code_under_the_home_profile_and_after_profile_use() {
         home_login
     );
     assert!(!f.store().join("profiles/work/credentials.json").exists());
+}
+
+/// Where Claude Code refreshes a login (docs/claude-code-facts.md, section 5).
+const TOKEN_HOST: &str = "platform.claude.com";
+
+/// One rotation the mock token endpoint knows: the pair it hands out for one refresh token.
+#[derive(Clone)]
+struct Rotation {
+    profile: &'static str,
+    old_refresh: String,
+    new_access: String,
+    new_refresh: String,
+}
+
+impl Rotation {
+    fn new(profile: &'static str, fixture: &str, mode: &str) -> Rotation {
+        let v: Value = serde_json::from_slice(&fixture_credentials(fixture)).unwrap();
+        let tag = format!("{}-{}", profile.to_uppercase(), mode.to_uppercase());
+        Rotation {
+            profile,
+            old_refresh: v["claudeAiOauth"]["refreshToken"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            new_access: format!("sk-ant-oat01-E2E-{tag}-ACCESS2-{}", "B".repeat(64)),
+            new_refresh: format!("sk-ant-ort01-E2E-{tag}-REFRESH2-{}", "B".repeat(64)),
+        }
+    }
+}
+
+/// `fixtures/credentials/<fixture>.json` with `expiresAt` an hour ago.
+fn expired_login(fixture: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture_credentials(fixture)).unwrap();
+    v["claudeAiOauth"]["expiresAt"] = Value::from(now_ms() - 3_600_000);
+    serde_json::to_vec_pretty(&v).unwrap()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The OAuth token endpoint as Claude Code expects it: a JSON refresh request answered with the
+/// new pair, its account and organisation; `invalid_grant` for a refresh token it does not know.
+fn token_endpoint(rotations: Vec<Rotation>) -> impl Fn(&HttpRequest) -> HttpResponse {
+    move |request| {
+        if request.method != "POST" || request.route() != "/v1/oauth/token" {
+            return HttpResponse::json(404, &serde_json::json!({"error": "not_found"}));
+        }
+        let body = request.json().unwrap_or_default();
+        if body["grant_type"] != "refresh_token" {
+            return HttpResponse::json(400, &serde_json::json!({"error": "invalid_request"}));
+        }
+        let Some(rotation) = rotations
+            .iter()
+            .find(|r| body["refresh_token"] == r.old_refresh.as_str())
+        else {
+            return HttpResponse::json(
+                400,
+                &serde_json::json!({"error": "invalid_grant", "error_description": "Refresh token not found or invalid"}),
+            );
+        };
+        let profile = rotation.profile;
+        HttpResponse::json(
+            200,
+            &serde_json::json!({
+                "token_type": "Bearer",
+                "access_token": rotation.new_access,
+                "refresh_token": rotation.new_refresh,
+                "expires_in": 28800,
+                "scope": body["scope"].as_str().unwrap_or("user:inference user:profile"),
+                "account": {"uuid": format!("00000000-0000-4000-8000-{profile:0>12}"), "email_address": format!("{profile}@example.com")},
+                "organization": {"uuid": "00000000-0000-4000-8000-000000000e2e", "name": "E2E"},
+            }),
+        )
+    }
+}
+
+/// Whether `name` is of Claude Code's lock family or its temp files (docs/claude-code-facts.md,
+/// section 2), or a `clauth-conflict` copy of one.
+fn is_lock_debris(name: &str) -> bool {
+    let name = name.split(".clauth-conflict-").next().unwrap_or(name);
+    name.ends_with(".lock")
+        || name.ends_with(".lock.owner")
+        || name.contains(".owner.tmp.")
+        || name.contains(".tmp.")
+}
+
+/// Every path under `root` that `is_lock_debris` (symlinks not followed).
+fn lock_debris(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(root) else {
+        return out;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if is_lock_debris(&entry.file_name().to_string_lossy()) {
+            out.push(path);
+        } else if entry.file_type().unwrap().is_dir() {
+            out.extend(lock_debris(&path));
+        }
+    }
+    out
+}
+
+/// Every file under `root` whose bytes hold `needle` (symlinks not followed).
+fn files_holding(root: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(root) else {
+        return out;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            out.extend(files_holding(&path, needle));
+        } else if kind.is_file()
+            && String::from_utf8_lossy(&fs::read(&path).unwrap_or_default()).contains(needle)
+        {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn two_expired_profiles_refresh_at_once(mode: &str, claude: &Path) {
+    let api = mock::MockApi::start();
+    let rotations = [
+        Rotation::new("work", "work", mode),
+        Rotation::new("personal", "personal", mode),
+    ];
+    let proxy = TlsProxy::builder()
+        .host(TOKEN_HOST, token_endpoint(rotations.to_vec()))
+        .start();
+    let f = Fixture::new();
+    let base_url = format!("ANTHROPIC_BASE_URL=http://127.0.0.1:{}", api.port());
+    for r in &rotations {
+        let out = f.run(
+            &[
+                "profile",
+                "add",
+                r.profile,
+                "--credentials",
+                "-",
+                "--env",
+                &base_url,
+            ],
+            &expired_login(r.profile),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let project = f.dir.path().join(format!("project-refresh-{mode}"));
+    fs::create_dir_all(&project).unwrap();
+
+    let bin = Bin::of(&f);
+    let children: Vec<(&Rotation, String, std::process::Child)> = rotations
+        .iter()
+        .map(|r| {
+            let prompt = format!("e2e refresh prompt from {} in {mode} mode", r.profile);
+            let mut cmd = bin.command(&["run", r.profile, "--link-mode", mode, "--"]);
+            cmd.arg(claude).args(["-p", &prompt]).current_dir(&project);
+            offline(&mut cmd, &proxy.url()).env("NODE_EXTRA_CA_CERTS", proxy.ca_file());
+            (r, prompt, cmd.spawn().unwrap())
+        })
+        .collect();
+    let mut prompts = Vec::new();
+    for (r, prompt, child) in children {
+        finish(&format!("{mode}: run {}", r.profile), child);
+        prompts.push((r, prompt));
+    }
+
+    // The token endpoint saw each old refresh token once, and answered every request.
+    let token_requests = proxy.requests_to(TOKEN_HOST);
+    for (r, _) in &prompts {
+        let posted = token_requests
+            .iter()
+            .filter(|q| q.json().unwrap_or_default()["refresh_token"] == r.old_refresh.as_str())
+            .count();
+        assert_eq!(
+            posted, 1,
+            "{mode}: {}'s refresh token was posted {posted} times",
+            r.profile
+        );
+    }
+    assert!(
+        proxy
+            .records()
+            .iter()
+            .all(|rec| rec.outcome == Outcome::Answered(200) || rec.outcome == Outcome::Refused),
+        "{mode}: a request to the token endpoint failed: {:?}",
+        proxy
+            .records()
+            .iter()
+            .map(|rec| (&rec.request.method, &rec.request.host, &rec.outcome))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        proxy
+            .refused()
+            .iter()
+            .all(|q| q.host != TOKEN_HOST || q.method != "CONNECT"),
+        "{mode}: a CONNECT to the token host was refused"
+    );
+
+    for (r, prompt) in &prompts {
+        // Claude Code called the Messages API with the new access token only.
+        let want = format!("Bearer {}", r.new_access);
+        let seen = tokens_for(&api, prompt);
+        assert!(
+            !seen.is_empty() && seen.iter().all(|t| t.as_deref() == Some(want.as_str())),
+            "{mode}: {}'s Messages requests did not all carry its new access token ({} requests)",
+            r.profile,
+            seen.len()
+        );
+        // The profile keeps the new pair, and it is the one place that holds it.
+        let stored = read_json(&f.canonical(r.profile));
+        let oauth = &stored["claudeAiOauth"];
+        assert!(
+            oauth["accessToken"] == r.new_access.as_str()
+                && oauth["refreshToken"] == r.new_refresh.as_str(),
+            "{mode}: {} does not keep its refreshed pair\n{}",
+            r.profile,
+            listing(f.dir.path())
+        );
+        assert!(
+            oauth["expiresAt"].as_u64().is_some_and(|t| t > now_ms()),
+            "{mode}: {}'s saved expiry is not in the future",
+            r.profile
+        );
+        assert_eq!(
+            files_holding(f.dir.path(), &r.new_refresh),
+            vec![f.canonical(r.profile)],
+            "{mode}: {}'s new refresh token is not in exactly one place",
+            r.profile
+        );
+        eprintln!(
+            "{mode}: {} saved {:?}",
+            r.profile,
+            oauth.as_object().map(|o| o.keys().collect::<Vec<_>>())
+        );
+    }
+
+    // Nothing of Claude Code's lock family is left in the home or the runtimes.
+    let mut debris = lock_debris(&f.home());
+    debris.extend(lock_debris(&f.store().join("runtimes")));
+    assert!(
+        debris.is_empty(),
+        "{mode}: lock debris left behind: {debris:?}\n{}",
+        listing(f.dir.path())
+    );
+    assert!(
+        fs::read_dir(f.store().join("runtimes"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "{mode}: a runtime was left behind\n{}",
+        listing(&f.store())
+    );
+    // The Messages mock saw loopback requests only; everything else reached the proxy, which
+    // answered for the token host alone.
+    assert!(
+        api.requests().iter().all(|q| q.path.starts_with('/')),
+        "{mode}: the Messages mock was used as a proxy"
+    );
+    let refused: BTreeSet<String> = proxy.refused().into_iter().map(|q| q.host).collect();
+    eprintln!("{mode}: hosts refused by the proxy: {refused:?}");
+}
+
+#[test]
+#[ignore = "needs Claude Code from the npm registry; .ci/run installs it and runs this with --include-ignored"]
+fn real_claude_code_refreshes_two_expired_profiles_at_once_in_both_link_modes() {
+    let claude = claude_binary();
+    for mode in ["real", "fake"] {
+        two_expired_profiles_refresh_at_once(mode, &claude);
+    }
 }

@@ -1,10 +1,12 @@
 //! A mock of the Messages API on loopback, which also plays an HTTPS proxy that refuses every
 //! tunnel, so that nothing Claude Code sends leaves the machine.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::support::tls_proxy::HttpRequest;
 
 /// The text of every reply.
 pub const REPLY: &str = "hello from the mock";
@@ -54,78 +56,29 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     // One request per connection: every response says `Connection: close`.
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
+    let Some(request) = HttpRequest::read_from(&mut reader, "127.0.0.1")? else {
         return Ok(());
-    }
-    let mut parts = line.split_whitespace();
-    let (method, path) = (
-        parts.next().unwrap_or("").to_owned(),
-        parts.next().unwrap_or("").to_owned(),
-    );
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h)?;
-        let h = h.trim_end().to_owned();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        let mut buf = vec![0; len];
-        reader.read_exact(&mut buf)?;
-        buf
-    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        read_chunked(&mut reader)?
-    } else {
-        Vec::new()
     };
     log.lock().unwrap().push(Seen {
-        method: method.clone(),
-        path: path.clone(),
-        authorization: header("authorization"),
-        body: String::from_utf8_lossy(&body).into_owned(),
+        method: request.method.clone(),
+        path: request.path.clone(),
+        authorization: request.header("authorization").map(str::to_owned),
+        body: request.body_text(),
     });
-    if method == "CONNECT" {
+    if request.method == "CONNECT" {
         out.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
         return Ok(());
     }
-    let (status, content_type, payload) = respond(&method, &path, &body);
+    let (status, content_type, payload) = respond(&request.method, &request.path, &request.body);
     write!(
         out,
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nrequest-id: req_mock\r\nConnection: close\r\n\r\n",
         payload.len()
     )?;
-    if method != "HEAD" {
+    if request.method != "HEAD" {
         out.write_all(payload.as_bytes())?;
     }
     out.flush()
-}
-
-fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        reader.read_line(&mut size)?;
-        let n =
-            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-        let mut chunk = vec![0; n + 2];
-        reader.read_exact(&mut chunk)?;
-        if n == 0 {
-            return Ok(body);
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
 }
 
 fn respond(method: &str, path: &str, body: &[u8]) -> (&'static str, &'static str, String) {

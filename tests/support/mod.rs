@@ -11,6 +11,8 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+pub mod tls_proxy;
+
 pub const MODES: [&str; 2] = ["real", "fake"];
 
 /// Generates one test per link mode: `name_real` and `name_fake`.
