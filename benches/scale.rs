@@ -520,8 +520,218 @@ fn naive_mirror(a: &Path, b: &Path) -> usize {
     differing
 }
 
+/// A `.claude.json` of about `mib` MiB shaped as a long-time user's: per-project history under
+/// `projects`, written as Claude Code writes it (`JSON.stringify(doc, null, 2)`).
+fn big_claude_json(mib: usize) -> Vec<u8> {
+    let mut rng = Rng(0x5eed + mib as u64);
+    let mut projects = serde_json::Map::new();
+    let mut size = 0usize;
+    let mut i = 0usize;
+    while size < mib << 20 {
+        let prompt: String = (0..400)
+            .map(|_| (b'a' + (rng.next() % 26) as u8) as char)
+            .collect();
+        let history: Vec<serde_json::Value> = (0..20)
+            .map(|n| serde_json::json!({"display": format!("{prompt} {n}"), "pastedContents": {}}))
+            .collect();
+        size += 20 * 430 + 300;
+        projects.insert(
+            format!("/home/user/src/project-{i}"),
+            serde_json::json!({
+                "allowedTools": [], "history": history, "mcpServers": {},
+                "hasTrustDialogAccepted": true, "lastCost": 0.25, "lastDuration": 12345
+            }),
+        );
+        i += 1;
+    }
+    let doc = serde_json::json!({
+        "numStartups": 412, "theme": "dark", "autoUpdates": false,
+        "userID": "5f2d0c1a9b8e7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6b5a4938271605f4e",
+        "mcpServers": {}, "projects": projects,
+    });
+    let mut out = serde_json::to_vec_pretty(&doc).unwrap();
+    out.push(b'\n');
+    out
+}
+
+/// Rewrites the runtime's `.claude.json` as Claude Code does: one key changed, a temp file
+/// renamed over it.
+fn claude_rewrites(doc: &Path, round: usize) {
+    let mut v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&fs::read(doc).unwrap()).unwrap();
+    v.insert("numStartups".into(), serde_json::json!(1000 + round));
+    let tmp = doc.with_extension(format!("json.tmp.{}.0123456789ab", std::process::id()));
+    fs::write(&tmp, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    fs::rename(&tmp, doc).unwrap();
+}
+
+/// The heavy user: ticks against a big `~/.claude.json`, each figure as a ratio to one parse of
+/// the document in this process (serde_json into a `Value`, the floor of any reader).
+fn bench_documents(root: &Path, mib: usize, runs: usize, rows: &mut Vec<Row>) {
+    let mut push = |what: String, value: String| rows.push(Row { what, value });
+    let home = root.join(format!("doc-home-{mib}"));
+    let _ = fs::remove_dir_all(&home);
+    fs::create_dir_all(home.join(".claude")).unwrap();
+    let me = std::env::current_exe().unwrap();
+    let doc_path = home.join(".claude.json");
+    let status = Command::new(&me)
+        .arg("--make-doc")
+        .arg(&doc_path)
+        .arg(mib.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let size = fs::metadata(&doc_path).unwrap().len() as usize;
+    let parse_once = || {
+        let (sample, out) = measure(Command::new(&me).arg("--parse").arg(&doc_path), b"");
+        let ns: u64 = String::from_utf8_lossy(&out).trim().parse().unwrap();
+        (Duration::from_nanos(ns), sample.max_rss_kib)
+    };
+    parse_once();
+    let parses: Vec<(Duration, u64)> = (0..runs).map(|_| parse_once()).collect();
+    let parse = median(parses.iter().map(|p| p.0).collect());
+    let parse_rss = parses.iter().map(|p| p.1).max().unwrap_or(0);
+    let ratio = |d: Duration| d.as_secs_f64() / parse.as_secs_f64();
+    push(
+        format!("**`.claude.json` of {:.1} MiB**", size as f64 / 1048576.0),
+        String::new(),
+    );
+    push(
+        "one parse of it into a `serde_json::Value` (the floor)".into(),
+        format!("{} ms, peak {} MiB", ms(parse), parse_rss / 1024),
+    );
+    let rewrite = |doc: &Path, round: usize| {
+        let status = Command::new(&me)
+            .arg("--rewrite")
+            .arg(doc)
+            .arg(round.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let store = root.join(format!("doc-store-{mib}"));
+    let _ = fs::remove_dir_all(&store);
+    let w = World { home, store };
+    let creds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/credentials/work.json");
+    measure(
+        w.cmd(&["profile", "add", "bench", "--credentials"])
+            .arg(&creds),
+        b"",
+    );
+    let (_, v) = w.call("acquire", "{\"profile\":\"bench\",\"link_mode\":\"real\"}");
+    let tick_body = format!("{{\"session\":{}}}", v["session"]);
+    w.call("tick", &tick_body);
+    let idle = stat(
+        &(0..runs)
+            .map(|_| w.call("tick", &tick_body).0)
+            .collect::<Vec<_>>(),
+    );
+    push(
+        "one-shot tick, nothing changed".into(),
+        format!(
+            "{} ms ({:.2}× a parse), peak {} MiB",
+            ms(idle.wall),
+            ratio(idle.wall),
+            idle.max_rss_kib / 1024
+        ),
+    );
+    let doc = w.runtime().join(".claude.json");
+    let changed: Vec<Sample> = (0..runs)
+        .map(|round| {
+            rewrite(&doc, round);
+            w.call("tick", &tick_body).0
+        })
+        .collect();
+    let changed = stat(&changed);
+    push(
+        "one-shot tick after Claude Code rewrote the runtime's copy".into(),
+        format!(
+            "{} ms ({:.2}× a parse), peak {} MiB ({:.1}× the document)",
+            ms(changed.wall),
+            ratio(changed.wall),
+            changed.max_rss_kib / 1024,
+            (changed.max_rss_kib * 1024) as f64 / size as f64
+        ),
+    );
+    w.call("release", &tick_body);
+
+    // serve: CPU per rewrite, one rewrite every 1.5 s (the tick interval is 1 s).
+    let mut child = w
+        .cmd(&["serve"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    writeln!(
+        stdin,
+        "{{\"verb\":\"acquire\",\"id\":1,\"profile\":\"bench\",\"link_mode\":\"real\"}}"
+    )
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = child.id();
+    let cpu = || {
+        let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = text
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Duration::from_secs_f64(ticks as f64 / hz)
+    };
+    let before = cpu();
+    let idle_secs = 10;
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let idle_cpu = (cpu() - before) / idle_secs as u32;
+    let rewrites = runs.max(5);
+    let before = cpu();
+    for round in 0..rewrites {
+        rewrite(&doc, 100 + round);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let spent = cpu() - before;
+    let per = spent.saturating_sub(idle_cpu * (rewrites as u32 * 3 / 2)) / rewrites as u32;
+    push(
+        "`serve`: CPU per rewrite by Claude Code".into(),
+        format!("{} ms ({:.2}× a parse)", ms(per), ratio(per)),
+    );
+    push(
+        "`serve`: CPU per idle second".into(),
+        format!("{:.3} ms", idle_cpu.as_secs_f64() * 1000.0),
+    );
+    drop(stdin);
+    let _ = child.wait();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // Helpers run as processes of their own, so that the documents they hold never count in
+    // the peak memory of the processes measured (a fork starts from its parent's).
+    if let Some(i) = args.iter().position(|a| a == "--make-doc") {
+        let bytes = big_claude_json(args[i + 2].parse().unwrap());
+        fs::write(&args[i + 1], bytes).unwrap();
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--rewrite") {
+        claude_rewrites(Path::new(&args[i + 1]), args[i + 2].parse().unwrap());
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--parse") {
+        let start = Instant::now();
+        let text = fs::read(&args[i + 1]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        std::hint::black_box(&v);
+        println!("{}", start.elapsed().as_nanos());
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--naive-mirror") {
         let n = naive_mirror(Path::new(&args[i + 1]), Path::new(&args[i + 2]));
         println!("{n}");
@@ -541,6 +751,21 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-homes");
     fs::create_dir_all(&root).unwrap();
     let mut rows = Vec::new();
+    if let Some(sizes) = value("--documents") {
+        for mib in sizes
+            .split(',')
+            .map(|s| s.parse::<usize>().expect("--documents takes MiB"))
+        {
+            eprintln!("benchmarking a .claude.json of {mib} MiB ...");
+            bench_documents(&root, mib, runs, &mut rows);
+        }
+        let mut out = String::from("| measurement | median |\n|---|---|\n");
+        for r in rows {
+            out.push_str(&format!("| {} | {} |\n", r.what, r.value));
+        }
+        println!("{out}");
+        return;
+    }
     for &files in &sizes {
         eprintln!("benchmarking {files} files ...");
         bench_size(&root, files, runs, &mut rows);

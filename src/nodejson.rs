@@ -32,7 +32,7 @@ pub fn to_vec_pretty<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec
 
 /// The text with each lone surrogate escape and each U+FDD0 replaced by the marker and four
 /// hex digits. Untouched (and not copied) when it holds neither, which a scan finds fast.
-fn mark(bytes: &[u8]) -> Cow<'_, [u8]> {
+pub fn mark(bytes: &[u8]) -> Cow<'_, [u8]> {
     let escapes = memmem::find_iter(bytes, b"\\u");
     let marks = memmem::find_iter(bytes, MARK);
     let mut edits: Vec<(usize, usize, [u8; 4])> = Vec::new();
@@ -83,7 +83,7 @@ fn mark(bytes: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// The serialised text with each marker and its four hex digits turned into `\uXXXX`.
-fn unmark(text: Vec<u8>) -> Vec<u8> {
+pub fn unmark(text: Vec<u8>) -> Vec<u8> {
     let marks: Vec<usize> = memmem::find_iter(&text, MARK).collect();
     if marks.is_empty() {
         return text;
