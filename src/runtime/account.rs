@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde_json::{Map, Value};
 
-use super::documents::read_object;
+use super::documents::{read_keys, read_object};
 use crate::fsx;
 use crate::layout::Layout;
 
@@ -96,13 +96,9 @@ pub const ACCOUNT_KEYS: &[&str] = &[
 /// Copies the account keys of `~/.claude.json` into a profile (for `profile add --from-claude`).
 /// A home document that does not parse gives nothing.
 pub fn import_account(layout: &Layout, profile: &str) -> Result<()> {
-    let Ok(Some(home)) = read_object(&layout.claude_json) else {
+    let Ok(Some(account)) = read_keys(&layout.claude_json, ACCOUNT_KEYS) else {
         return Ok(());
     };
-    let account: Map<String, Value> = home
-        .into_iter()
-        .filter(|(k, _)| ACCOUNT_KEYS.contains(&k.as_str()))
-        .collect();
     if account.is_empty() {
         return Ok(());
     }
@@ -127,12 +123,12 @@ pub fn remove_account(layout: &Layout, profile: &str) -> Result<()> {
 
 /// The account keys of `~/.claude.json` (none when it is missing or does not parse).
 pub fn home_account(layout: &Layout) -> Result<Map<String, Value>> {
-    let home = read_object(&fsx::resolve_link(&layout.claude_json)).unwrap_or_default();
-    Ok(home
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| ACCOUNT_KEYS.contains(&k.as_str()))
-        .collect())
+    Ok(
+        read_keys(&fsx::resolve_link(&layout.claude_json), ACCOUNT_KEYS)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    )
 }
 
 /// Puts `account` in place of the account keys of `~/.claude.json`, keeping every other key.

@@ -253,6 +253,22 @@ pub(super) fn read_object(path: &Path) -> Result<Option<Map<String, Value>>> {
     }
 }
 
+/// The values of `keys` in the JSON object at `path`, without building the rest of it (a big
+/// `~/.claude.json` costs one read and a scan); `Ok(None)` when the file is missing, `Err` when
+/// it does not parse.
+pub(super) fn read_keys(path: &Path, keys: &[&str]) -> Result<Option<Map<String, Value>>> {
+    let Some(text) = read_text(path)? else {
+        return Ok(None);
+    };
+    let doc = parse_raw(&text, path)?;
+    let picked = doc
+        .iter()
+        .filter(|(k, _)| keys.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), value_of(v)))
+        .collect();
+    Ok(Some(picked))
+}
+
 /// The permission bits of the file `path` leads to (a link is followed), or 0600.
 fn mode_or_private(path: &Path) -> u32 {
     std::fs::metadata(path)
