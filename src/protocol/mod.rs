@@ -20,8 +20,8 @@ pub use request::{
     SessionId, SessionRequest, StatusRequest, Verb, decode,
 };
 pub use response::{
-    Acquired, Capabilities, CredentialsReport, LinkMode, ProfileStatus, Released, RuntimeInfo,
-    SessionInfo, Status, SyncReport, Ticked, Warning,
+    AccountInfo, Acquired, Capabilities, CredentialsReport, LinkMode, ProfileStatus, Released,
+    RuntimeInfo, SessionInfo, Status, SyncReport, Ticked, Warning,
 };
 
 /// The protocol version this binary speaks.
