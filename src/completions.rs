@@ -28,6 +28,13 @@ fn bash(text: &str, bin: &str) -> Result<String> {
     if !text.contains(&format!("{generated}() {{")) {
         bail!("the generated bash script has no function {generated}");
     }
+    // clap_complete 4.6 names the cases of subcommands of a program with '-' in its name
+    // `clauth__subcmd__helper__...` but sets `clauth__helper__...`: no subcommand of a
+    // subcommand would complete. One spelling for both.
+    let text = text.replace(
+        &format!("{}__", bin.replace('-', "__subcmd__")),
+        &format!("{}__", bin.replace('-', "__")),
+    );
     let ours = format!("{generated}_profiles");
     Ok(format!(
         r#"{text}

@@ -444,7 +444,7 @@ fn gc_sentence(c: &app::Collected) -> String {
         )),
     }
     if parts.is_empty() {
-        return "nothing to reclaim: every runtime has a live session".to_owned();
+        return "Nothing to reclaim: no runtime is left without a live session.".to_owned();
     }
     let mut sentence = parts.join("; ");
     if let Some(first) = sentence.get(..1) {
