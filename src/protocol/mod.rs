@@ -47,6 +47,7 @@ pub const FEATURES: &[&str] = &[
     "orphaned_runtimes",
     "home_profile",
     "credential_store",
+    "profile_env",
 ];
 
 /// What this binary speaks; `owner_pid` says whether the platform supports that feature.

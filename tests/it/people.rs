@@ -575,6 +575,13 @@ fn the_session_knows_its_profile() {
     let f = Fixture::new();
     ok(f.run(&["profile", "add", "home", "--from-claude"], b""));
     f.add_profile("work", Some("work"));
+    let caps = f.request("capabilities", json!({})).ok();
+    assert!(
+        caps["features"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("profile_env"))
+    );
     // A value the profile sets for itself is not the one the session sees.
     ok(f.run(&["profile", "set-env", "work", "CLAUTH_PROFILE=other"], b""));
     for profile in ["work", "home"] {
