@@ -223,7 +223,10 @@ pub fn profile_list(layout: &Layout, json: bool, out: &mut impl Write) -> Result
         "SESSIONS".to_owned(),
     ]];
     for p in &status.profiles {
-        let env = profile::load_config(layout, &p.name)?.env;
+        // A damaged profile.json is `profile show`'s to report; the list still lists.
+        let env = profile::load_config(layout, &p.name)
+            .map(|c| c.env)
+            .unwrap_or_default();
         let login = Login::of(&p.credentials, &env, now);
         rows.push([
             if p.home { "*" } else { "" }.to_owned(),

@@ -930,3 +930,17 @@ fn fish_completes_profile_names() {
     assert_eq!(names(&complete("clauth-helper profile rename w")), ["work"]);
     assert!(names(&complete("clauth-helper ")).contains(&"profile".to_owned()));
 }
+
+#[test]
+fn a_damaged_profile_json_does_not_keep_the_list_from_listing() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    f.add_profile("broken", Some("personal"));
+    fs::write(f.store().join("profiles/broken/profile.json"), "{not json").unwrap();
+    let table = stdout(&ok(f.run(&["profile", "list"], b"")));
+    assert_eq!(row(&table, "broken")[1..3], ["-", "max"], "{table}");
+    assert_eq!(row(&table, "work")[2], "team", "{table}");
+    let out = f.run(&["profile", "show", "broken"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is damaged"), "{}", stderr(&out));
+}
