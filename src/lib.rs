@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod completions;
 pub mod credentials;
 pub mod error;
 pub mod fsx;
@@ -25,4 +26,5 @@ pub mod run;
 pub mod runtime;
 pub mod serve;
 pub mod session;
+pub mod suggest;
 pub mod ticker;

@@ -22,14 +22,106 @@ pub struct ProfileConfig {
 
 /// Fails with `profile_not_found` unless the (valid) profile exists.
 pub fn require(layout: &Layout, name: &ProfileName) -> Result<()> {
+    require_for(layout, name, Purpose::Use)
+}
+
+/// What a command wanted a missing profile for: it decides what the error suggests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Run, show, change: creating it is a way on.
+    Use,
+    /// Remove: nothing to do, unless it was meant to be another.
+    Remove,
+}
+
+/// [`require`], with the error's suggestion fitted to `purpose`.
+pub fn require_for(layout: &Layout, name: &ProfileName, purpose: Purpose) -> Result<()> {
     let dir = layout.profile_dir(name);
     if !dir.is_dir() {
         return Err(coded(
             ErrorCode::ProfileNotFound,
-            format!("no profile named {name}; create it with `clauth-helper profile add {name}`"),
+            missing(layout, name, purpose),
         ));
     }
     check_private_dir(&dir)
+}
+
+/// Why `name` is not a profile and what to do: the profile it was probably meant to be, the
+/// profiles there are, and a way on.
+fn missing(layout: &Layout, name: &ProfileName, purpose: Purpose) -> String {
+    let names = list(layout).unwrap_or_default();
+    let shown: Vec<&str> = names.iter().take(12).map(|n| n.as_str()).collect();
+    let more = if names.len() > shown.len() {
+        ", ..."
+    } else {
+        ""
+    };
+    let profiles = match shown.is_empty() {
+        true => "there are no profiles yet".to_owned(),
+        false => format!("the profiles are: {}{more}", shown.join(", ")),
+    };
+    let removed = removed_of(layout, name)
+        .map(|r| !r.is_empty())
+        .unwrap_or(false);
+    if let Some(close) = crate::suggest::closest(name, names.iter().map(|n| n.as_str())) {
+        return format!("no profile named {name}; did you mean {close}? ({profiles})");
+    }
+    match (purpose, removed) {
+        (_, true) => format!(
+            "no profile named {name}: it was removed, and `clauth-helper profile restore {name}` puts it back ({profiles})"
+        ),
+        (Purpose::Remove, false) => {
+            format!("no profile named {name}, so nothing was removed ({profiles})")
+        }
+        (Purpose::Use, false) if names.is_empty() => format!(
+            "no profile named {name}; {profiles}: create it with `clauth-helper profile add {name} --from-claude` (the login Claude Code has in ~/.claude) or `clauth-helper profile add {name}` (log in inside its first session)"
+        ),
+        (Purpose::Use, false) => format!(
+            "no profile named {name} ({profiles}); create it with `clauth-helper profile add {name}`"
+        ),
+    }
+}
+
+/// Where removed profiles are kept aside: `<store>/removed/<name>-<ms>/`.
+pub fn removed_dir(layout: &Layout) -> std::path::PathBuf {
+    layout.store.join("removed")
+}
+
+/// Every removed profile kept aside, as (name, when it was removed in epoch ms, directory),
+/// newest first.
+pub fn removed_all(layout: &Layout) -> Result<Vec<(String, i64, std::path::PathBuf)>> {
+    let dir = removed_dir(layout);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some((name, ms)) = file.rsplit_once('-') else {
+            continue;
+        };
+        let (Ok(ms), Ok(_)) = (ms.parse::<i64>(), ProfileName::parse(name)) else {
+            continue;
+        };
+        if entry.path().is_dir() {
+            out.push((name.to_owned(), ms, entry.path()));
+        }
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// The removed profiles once named `name`, newest first.
+pub fn removed_of(layout: &Layout, name: &str) -> Result<Vec<(i64, std::path::PathBuf)>> {
+    Ok(removed_all(layout)?
+        .into_iter()
+        .filter(|(n, _, _)| n == name)
+        .map(|(_, ms, path)| (ms, path))
+        .collect())
 }
 
 pub fn exists(layout: &Layout, name: &str) -> bool {
@@ -47,6 +139,15 @@ pub fn load_config(layout: &Layout, name: &str) -> Result<ProfileConfig> {
             )
         }),
     }
+}
+
+/// Writes a profile's configuration (0600, atomic).
+pub fn save_config(layout: &Layout, name: &str, config: &ProfileConfig) -> Result<()> {
+    fsx::atomic_write(
+        &layout.profile_config(name),
+        &serde_json::to_vec_pretty(config)?,
+        fsx::PRIVATE_FILE,
+    )
 }
 
 /// The canonical credentials bytes of a profile, when it has any.
@@ -132,12 +233,7 @@ pub fn add(
     } else {
         env
     };
-    let config = ProfileConfig { env };
-    fsx::atomic_write(
-        &layout.profile_config(name),
-        &serde_json::to_vec_pretty(&config)?,
-        fsx::PRIVATE_FILE,
-    )?;
+    save_config(layout, name, &ProfileConfig { env })?;
     if let Some(bytes) = bytes {
         write_credentials(layout, name, &bytes)?;
     }

@@ -1,6 +1,7 @@
 //! `run`: acquire a held session, run a command in it, tick while it runs, forward signals,
 //! release, and exit with the command's status.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::process::Command;
 use std::time::Duration;
@@ -9,10 +10,11 @@ use anyhow::Result;
 
 use crate::app;
 use crate::error::{ErrorCode, code_of, coded};
+use crate::fsx;
 use crate::layout::Layout;
 use crate::platform::{self, Signals};
 use crate::profile;
-use crate::protocol::{AcquireRequest, LinkModeRequest, ProfileName, SessionId};
+use crate::protocol::{AcquireRequest, LinkModeRequest, ProfileName, SessionId, SyncReport};
 use crate::ticker::{Outcome, Ticker};
 
 /// Exit status when the wrapper itself fails before the command runs.
@@ -48,11 +50,19 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
     layout.ensure_store()?;
     profile::require(layout, &name)?;
     let config = profile::load_config(layout, &name)?;
+    // A new user may not have run Claude Code yet: its home is made as Claude Code makes it.
+    if fsx::lstat_optional(&layout.claude_home)?.is_none() {
+        fsx::ensure_dir(&layout.claude_home, fsx::PRIVATE_DIR)?;
+        eprintln!(
+            "clauth-helper run: created {}, Claude Code's home (it did not exist)",
+            layout.claude_home.display()
+        );
+    }
     // Catch signals before the session exists, so none can end us between acquire and release.
     let mut signals =
         Signals::catch().map_err(|e| coded(ErrorCode::Io, format!("cannot catch signals: {e}")))?;
     let request = AcquireRequest {
-        profile: name,
+        profile: name.clone(),
         owner_pid: None,
         lease_ms: None,
         link_mode,
@@ -60,10 +70,9 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
     let held = retrying("acquire", || app::acquire_held(layout, &request))?;
     let id = SessionId::parse(&held.acquired.session)?;
 
-    let mut argv = command.into_iter();
-    let program = argv.next().unwrap_or_else(|| OsString::from("claude"));
+    let (program, args) = program_and_args(command);
     let mut cmd = Command::new(&program);
-    cmd.args(argv);
+    cmd.args(args);
     for key in &held.acquired.env_remove {
         cmd.env_remove(key);
     }
@@ -75,6 +84,10 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
     if let Err(e) = held.share_with_children() {
         eprintln!("clauth-helper run: the session will end with this process: {e}");
     }
+    let mut notes = Notes {
+        aside_before: kept_aside(layout, &name),
+        ..Notes::default()
+    };
     let outcome = match cmd.spawn() {
         Err(e) => {
             let status = if e.kind() == std::io::ErrorKind::NotFound {
@@ -108,12 +121,12 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
                 }
                 for outcome in ticker.tick_if_due(layout) {
                     match outcome {
-                        Outcome::Synced { .. } => {}
-                        Outcome::Ended { session } => eprintln!(
-                            "clauth-helper run: tick failed: session {session} was released by another process"
-                        ),
+                        Outcome::Synced { report, .. } => notes.report(layout, &name, &report),
+                        Outcome::Ended { session } => notes.say(format!(
+                            "session {session} was released by another process; this run no longer saves what the command writes"
+                        )),
                         Outcome::Failed { error, .. } => {
-                            eprintln!("clauth-helper run: tick failed: {}", error.message)
+                            notes.say(format!("tick failed: {}", error.message))
                         }
                     }
                 }
@@ -124,6 +137,9 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
     };
     let released = retrying("release", || app::release(layout, &id));
     drop(held);
+    if let (Ok(r), Finished::Exited(_)) = (&released, &outcome) {
+        notes.report(layout, &name, &r.report);
+    }
     if let Err(e) = released {
         eprintln!(
             "clauth-helper run: release failed: {e:#}; the session's runtime is kept, and `clauth-helper gc` saves and removes it later"
@@ -134,6 +150,82 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
         }
     }
     Ok(outcome)
+}
+
+/// The program and its arguments: `claude` when none is given, and when the first word starts
+/// with '-' (`run work -- --continue` means `claude --continue`).
+fn program_and_args(command: Vec<OsString>) -> (OsString, Vec<OsString>) {
+    let claude = || OsString::from("claude");
+    match command.first() {
+        None => (claude(), Vec::new()),
+        Some(first) if first.to_string_lossy().starts_with('-') => (claude(), command),
+        Some(_) => {
+            let mut words = command.into_iter();
+            let program = words.next().unwrap_or_else(claude);
+            (program, words.collect())
+        }
+    }
+}
+
+/// The pairs a profile keeps aside (`credentials.<what>-<ms>.json`), by file name.
+fn kept_aside(layout: &Layout, name: &str) -> BTreeSet<String> {
+    std::fs::read_dir(layout.profile_dir(name))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with("credentials.") && n != "credentials.json")
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What `run` tells the person about its session while the command runs: each thing once, in
+/// one short line on stderr, never a secret (reports and errors carry none).
+#[derive(Default)]
+struct Notes {
+    said: BTreeSet<String>,
+    aside_before: BTreeSet<String>,
+}
+
+impl Notes {
+    fn say(&mut self, line: String) {
+        if self.said.insert(line.clone()) {
+            eprintln!("clauth-helper run: {line}");
+        }
+    }
+
+    /// The things of a sync report a person must know: a login not saved, a login kept aside
+    /// (it may still be usable), documents that could not be merged, files changed on both
+    /// sides.
+    fn report(&mut self, layout: &Layout, name: &ProfileName, report: &SyncReport) {
+        if let Some(why) = &report.credentials_rejected {
+            self.say(format!(
+                "profile {name}: the session's login was not saved: {why}"
+            ));
+        }
+        if report.credentials_saved {
+            let now = kept_aside(layout, name);
+            if now.difference(&self.aside_before).next().is_some() {
+                self.say(format!(
+                    "profile {name}: saved the session's refreshed or new login; the pair it replaced is kept in {} (a refresh spends it; after a /login to another account it may still be usable)",
+                    layout.profile_dir(name).display()
+                ));
+            }
+            self.aside_before = now;
+        }
+        for doc in &report.rejected_documents {
+            self.say(format!(
+                "{doc} does not parse, so the session's changes to it were not merged; they wait until it parses again"
+            ));
+        }
+        if !report.conflicts.is_empty() {
+            self.say(format!(
+                "files changed both in the session and in the claude home; both versions are kept: {}",
+                report.conflicts.join(", ")
+            ));
+        }
+    }
 }
 
 /// Delays between tries of a call whose failure is retryable (`lock_timeout`,

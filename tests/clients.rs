@@ -87,3 +87,100 @@ fn node_client() {
 fn sh_client() {
     run_suite("sh", "sh", &["test.sh".to_owned()]);
 }
+
+/// The install step and the first Node example of a README, with the clone's path in place of
+/// `/path/to/clauth-helper`.
+fn node_example(readme: &str) -> (String, String) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(Path::new(root).join(readme)).unwrap();
+    let install = text
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("npm install /path/to/clauth-helper/")
+        })
+        .unwrap_or_else(|| panic!("{readme} gives no install step for the Node client"))
+        .split('#')
+        .next()
+        .unwrap()
+        .trim()
+        .replace("/path/to/clauth-helper", root);
+    let code = text
+        .split("```js\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .find(|block| block.contains("require('clauth-helper-client')"))
+        .unwrap_or_else(|| panic!("{readme} has no Node example"))
+        .to_owned();
+    (install, code)
+}
+
+/// What README.md and the clients' README show for Node runs as written, after their install
+/// step, in a project of its own: the session's `claude` gets the profile's runtime, and the
+/// session ends with it.
+#[test]
+fn the_node_examples_of_the_readmes_run_as_written() {
+    for readme in ["README.md", "protocol/clients/README.md"] {
+        let f = support::Fixture::new();
+        f.add_profile("work", Some("work"));
+        let project = f.dir.path().join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        let (install, code) = node_example(readme);
+        let words: Vec<&str> = install.split_whitespace().collect();
+        let out = Command::new(words[0])
+            .args(&words[1..])
+            .args(["--no-audit", "--no-fund", "--offline"])
+            .current_dir(&project)
+            .output()
+            .unwrap_or_else(|e| panic!("`npm` is needed to try {readme}'s install step: {e}"));
+        assert!(
+            out.status.success(),
+            "{readme}: `{install}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(project.join("example.js"), &code).unwrap();
+        // A `claude` that says what it was given.
+        let bin_dir = f.dir.path().join("bin");
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        let seen = f.dir.path().join("seen");
+        let claude = bin_dir.join("claude");
+        std::fs::write(
+            &claude,
+            format!(
+                "#!/bin/sh\necho \"$CLAUDE_CONFIG_DIR $CLAUTH_PROFILE\" > {}\n",
+                seen.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}:{}",
+            bin_dir.display(),
+            support::bin_path().parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut node = Command::new("node");
+        node.arg("example.js").current_dir(&project);
+        support::Bin::of(&f)
+            .with_env("PATH", &path)
+            .apply_env(&mut node);
+        let out = node.output().expect("node is installed");
+        assert!(
+            out.status.success(),
+            "{readme}: the example failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap(),
+            format!("{} work\n", f.runtime("work").display()),
+            "{readme}"
+        );
+        let status = f.status();
+        assert_eq!(
+            status["profiles"][0]["sessions"],
+            serde_json::json!([]),
+            "{readme}: the session ended"
+        );
+    }
+}

@@ -11,12 +11,14 @@ use super::{live_of, prune, settle, status};
 use crate::credentials;
 use crate::error::{ErrorCode, coded};
 use crate::fsx;
+use crate::ids::now_ms;
 use crate::layout::{Layout, check_private_dir};
 use crate::lock::StateLock;
 use crate::logins;
 use crate::profile::{self, CredentialSource};
 use crate::protocol::{ProfileName, ProfileStatus};
 use crate::runtime;
+use crate::session::SessionRecord;
 
 /// What `gc` did.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +28,35 @@ pub struct Collected {
     /// Runtimes that could not be reclaimed, with why; the others were reclaimed anyway.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub runtimes_failed: Vec<String>,
+    /// Removed profiles kept aside for longer than [`REMOVED_KEPT_MS`], deleted now (their
+    /// directory names under `removed/`).
+    pub removed_deleted: Vec<String>,
+}
+
+/// How long a removed profile is kept aside before `gc` deletes it: 30 days.
+pub const REMOVED_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// How many removed profiles are kept aside at most; `profile remove` deletes the oldest
+/// beyond.
+const REMOVED_KEPT: usize = 8;
+
+/// What `profile remove` did.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    /// Where the profile's directory is kept aside.
+    pub kept: PathBuf,
+    /// The profile had a login of its own (`credentials.json`), now in `kept`.
+    pub had_login: bool,
+    /// It was the home profile: its login stays in the claude home.
+    pub home: bool,
+}
+
+/// What `profile restore` did.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// Where it was kept.
+    pub from: PathBuf,
+    pub had_login: bool,
 }
 
 /// The status of one profile, for `profile show` and `profile add`.
@@ -73,10 +104,12 @@ pub fn gc(layout: &Layout) -> Result<Collected> {
             Err(e) => failed.push(format!("{name}: {e:#}")),
         }
     }
+    let removed_deleted = prune_removed(layout, now_ms() - REMOVED_KEPT_MS, usize::MAX)?;
     Ok(Collected {
         runtimes_removed: removed,
         sessions_pruned: pruned,
         runtimes_failed: failed,
+        removed_deleted,
     })
 }
 
@@ -102,24 +135,174 @@ fn sweep_session_locks(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Removes a profile, refused while it has a live session; its idle runtime is synced first.
-/// Removing the home profile leaves its login in the claude home, where plain `claude` uses it.
-pub fn remove_profile(layout: &Layout, name: &ProfileName) -> Result<()> {
-    let _lock = StateLock::acquire(layout)?;
-    profile::require(layout, name)?;
-    let live = settle(layout)?;
-    let n = live_of(&live, name).count();
-    if n > 0 {
-        return Err(coded(
-            ErrorCode::ProfileBusy,
-            format!("profile {name} has {n} live session(s); release them before removing it"),
-        ));
+/// Deletes the removed profiles kept aside since before `before` (epoch ms) and those beyond
+/// the `keep` newest; returns their directory names.
+fn prune_removed(layout: &Layout, before: i64, keep: usize) -> Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    for (n, (_, ms, path)) in profile::removed_all(layout)?.into_iter().enumerate() {
+        if ms < before || n >= keep {
+            fsx::remove_entry(&path)?;
+            deleted.push(
+                path.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+        }
     }
-    if logins::is_home(layout, name)? {
+    Ok(deleted)
+}
+
+/// Fails with `profile_busy` while `name` has a live session; `doing` ends the sentence.
+fn refuse_busy(live: &[SessionRecord], name: &ProfileName, doing: &str) -> Result<()> {
+    match live_of(live, name).count() {
+        0 => Ok(()),
+        n => Err(coded(
+            ErrorCode::ProfileBusy,
+            format!("profile {name} has {n} live session(s); end them before {doing}"),
+        )),
+    }
+}
+
+/// Removes a profile, refused while it has a live session; its idle runtime is synced first.
+/// Its directory, login included, is moved aside to `removed/<name>-<ms>/`, where `profile
+/// restore` finds it and `gc` deletes it after [`REMOVED_KEPT_MS`]. Removing the home profile
+/// leaves its login in the claude home, where plain `claude` uses it.
+///
+/// A login kept aside has no place any more: nothing uses it, and no check counts it, so the
+/// same login may be added to another profile meanwhile; restoring then is refused
+/// (`login_in_use`), so it never has two places.
+pub fn remove_profile(layout: &Layout, name: &ProfileName) -> Result<Removed> {
+    let _lock = StateLock::acquire(layout)?;
+    profile::require_for(layout, name, profile::Purpose::Remove)?;
+    let live = settle(layout)?;
+    refuse_busy(&live, name, "removing it")?;
+    let home = logins::is_home(layout, name)?;
+    if home {
         logins::set_home_profile(layout, None)?;
     }
     runtime::teardown(layout, name)?;
-    fsx::remove_entry(&layout.profile_dir(name))
+    let removed = profile::removed_dir(layout);
+    check_private_dir(&removed)?;
+    fsx::ensure_dir(&removed, fsx::PRIVATE_DIR)?;
+    let mut ms = now_ms();
+    while removed.join(format!("{name}-{ms}")).exists() {
+        ms += 1;
+    }
+    let kept = removed.join(format!("{name}-{ms}"));
+    let had_login = layout.profile_credentials(name).is_file();
+    fsx::move_entry(&layout.profile_dir(name), &kept)?;
+    prune_removed(layout, i64::MIN, REMOVED_KEPT)?;
+    Ok(Removed {
+        kept,
+        had_login,
+        home,
+    })
+}
+
+/// Puts back the profile most recently removed under `name`. Refused when a profile of that
+/// name exists, and when its login has a place again (the home, another profile) or was
+/// spent there: one login, one place.
+pub fn restore_profile(layout: &Layout, name: &ProfileName) -> Result<Restored> {
+    let _lock = StateLock::acquire(layout)?;
+    settle(layout)?;
+    if profile::exists(layout, name) {
+        return Err(coded(
+            ErrorCode::ProfileExists,
+            format!(
+                "profile {name} exists; rename it first (`clauth-helper profile rename {name} OTHER`), then restore"
+            ),
+        ));
+    }
+    let Some((_, from)) = profile::removed_of(layout, name)?.into_iter().next() else {
+        return Err(coded(
+            ErrorCode::ProfileNotFound,
+            format!(
+                "no removed profile named {name} is kept aside (removed profiles are kept for 30 days)"
+            ),
+        ));
+    };
+    check_private_dir(&from)?;
+    let login = fsx::read_optional(&from.join("credentials.json"))?;
+    if let Some(bytes) = &login {
+        home::refuse_copies(layout, name, bytes)?;
+    }
+    check_private_dir(&layout.profile_dir(name))?;
+    fsx::move_entry(&from, &layout.profile_dir(name))?;
+    Ok(Restored {
+        from,
+        had_login: login.is_some(),
+    })
+}
+
+/// Renames a profile with everything it has (login, env, account keys, kept pairs), refused
+/// during a live session; an idle runtime is synced and removed first, since its directory
+/// bears the old name.
+pub fn rename_profile(layout: &Layout, old: &ProfileName, new: &ProfileName) -> Result<()> {
+    let _lock = StateLock::acquire(layout)?;
+    profile::require(layout, old)?;
+    let live = settle(layout)?;
+    refuse_busy(&live, old, "renaming it")?;
+    if old == new {
+        return Ok(());
+    }
+    if profile::exists(layout, new) {
+        return Err(coded(
+            ErrorCode::ProfileExists,
+            format!("profile {new} already exists; choose another name or remove it first"),
+        ));
+    }
+    check_private_dir(&layout.profile_dir(new))?;
+    runtime::teardown(layout, old)?;
+    let home = logins::is_home(layout, old)?;
+    fsx::move_entry(&layout.profile_dir(old), &layout.profile_dir(new))?;
+    if home {
+        logins::set_home_profile(layout, Some(new))?;
+    }
+    Ok(())
+}
+
+/// What `profile set-env` / `unset-env` changed.
+#[derive(Debug, Clone, Default)]
+pub struct EnvChange {
+    /// Variables set or removed.
+    pub changed: Vec<String>,
+    /// Variables asked to be removed that the profile did not set.
+    pub absent: Vec<String>,
+}
+
+/// Sets the variables of `set` and removes those of `unset` in a profile's env, keeping every
+/// other. Refused during a live session: its runtime's `settings.json` holds the env it was
+/// built with, and a tick would take a variable the profile no longer sets for the
+/// session's own and save it into the shared `~/.claude/settings.json`.
+pub fn change_env(
+    layout: &Layout,
+    name: &ProfileName,
+    set: BTreeMap<String, String>,
+    unset: &[String],
+) -> Result<EnvChange> {
+    profile::check_env(&set)?;
+    let _lock = StateLock::acquire(layout)?;
+    profile::require(layout, name)?;
+    let live = settle(layout)?;
+    refuse_busy(
+        &live,
+        name,
+        "changing its env (it applies from the next session)",
+    )?;
+    let mut config = profile::load_config(layout, name)?;
+    let mut change = EnvChange::default();
+    for (k, v) in set {
+        change.changed.push(k.clone());
+        config.env.insert(k, v);
+    }
+    for k in unset {
+        match config.env.remove(k) {
+            Some(_) => change.changed.push(k.clone()),
+            None => change.absent.push(k.clone()),
+        }
+    }
+    profile::save_config(layout, name, &config)?;
+    Ok(change)
 }
 
 /// Adds or replaces a profile under the state lock; replacing is refused during a live session,

@@ -10,10 +10,13 @@ mod sessions;
 
 use anyhow::Result;
 
-pub use admin::{Collected, add_profile, gc, profile_status, remove_profile, use_profile};
+pub use admin::{
+    Collected, EnvChange, REMOVED_KEPT_MS, Removed, Restored, add_profile, change_env, gc,
+    profile_status, remove_profile, rename_profile, restore_profile, use_profile,
+};
 pub use handler::OneShot;
 pub use home::{Used, plain_claude_running};
-pub use sessions::{Held, acquire, acquire_held, release, status, tick, tick_with};
+pub use sessions::{Held, PROFILE_VAR, acquire, acquire_held, release, status, tick, tick_with};
 
 use crate::ids::now_ms;
 use crate::layout::Layout;

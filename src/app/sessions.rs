@@ -16,11 +16,15 @@ use crate::logins;
 use crate::platform;
 use crate::profile;
 use crate::protocol::{
-    AcquireRequest, Acquired, LinkMode, LinkModeRequest, ProfileName, ProfileStatus, Released,
-    RuntimeInfo, SessionId, SessionInfo, Status, Ticked,
+    AccountInfo, AcquireRequest, Acquired, LinkMode, LinkModeRequest, ProfileName, ProfileStatus,
+    Released, RuntimeInfo, SessionId, SessionInfo, Status, Ticked,
 };
 use crate::runtime::{self, TickCache};
 use crate::session::{self, SessionRecord};
+
+/// The variable that tells the command of a session which profile it runs under (for status
+/// lines and prompts); set in every acquire's `env`, over any value the profile's env gives.
+pub const PROFILE_VAR: &str = "CLAUTH_PROFILE";
 
 /// Starts a session of a profile, building its runtime when it has no live session.
 pub fn acquire(layout: &Layout, request: &AcquireRequest) -> Result<Acquired> {
@@ -172,10 +176,13 @@ fn acquire_as(
     Ok(Acquired {
         session: record.id,
         profile: name.to_string(),
-        env: BTreeMap::from([(
-            "CLAUDE_CONFIG_DIR".to_owned(),
-            config_dir.to_string_lossy().into_owned(),
-        )]),
+        env: BTreeMap::from([
+            (
+                "CLAUDE_CONFIG_DIR".to_owned(),
+                config_dir.to_string_lossy().into_owned(),
+            ),
+            (PROFILE_VAR.to_owned(), name.to_string()),
+        ]),
         config_dir,
         link_mode: mode,
         env_remove: profile::env_to_remove(&profile::load_config(layout, name)?),
@@ -218,12 +225,14 @@ fn acquire_home(
     let config = profile::load_config(layout, &request.profile)?;
     let mut env_remove = profile::env_to_remove(&config);
     env_remove.push("CLAUDE_CONFIG_DIR".to_owned());
+    let mut env = home::home_env(&config);
+    env.insert(PROFILE_VAR.to_owned(), request.profile.to_string());
     Ok(Acquired {
         session: record.id,
         profile: request.profile.to_string(),
         config_dir: layout.claude_home.clone(),
         link_mode: LinkMode::Real,
-        env: home::home_env(&config),
+        env,
         env_remove,
         lease_expires_at: record.lease_expires_at,
         home: true,
@@ -345,7 +354,26 @@ fn status_of(
         sessions,
         runtime,
         credentials: credentials::report(login.as_deref()),
+        account: account_of(layout, name, is_home)?,
         home: is_home,
         warnings: home::warnings(layout, name, is_home, home_uuid)?,
     })
+}
+
+/// The account a profile's login is: the home's `oauthAccount` for the home profile, else the
+/// one its sessions recorded in the profile's account keys.
+fn account_of(layout: &Layout, name: &ProfileName, is_home: bool) -> Result<Option<AccountInfo>> {
+    let keys = match is_home {
+        true => runtime::home_account(layout)?,
+        false => runtime::load_account(layout, name)?,
+    };
+    let Some(account) = keys.get("oauthAccount").and_then(|v| v.as_object()) else {
+        return Ok(None);
+    };
+    let text = |key: &str| account.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    let info = AccountInfo {
+        email: text("emailAddress"),
+        organization: text("organizationName"),
+    };
+    Ok((info.email.is_some() || info.organization.is_some()).then_some(info))
 }

@@ -20,8 +20,8 @@ pub use request::{
     SessionId, SessionRequest, StatusRequest, Verb, decode,
 };
 pub use response::{
-    Acquired, Capabilities, CredentialsReport, LinkMode, ProfileStatus, Released, RuntimeInfo,
-    SessionInfo, Status, SyncReport, Ticked, Warning,
+    AccountInfo, Acquired, Capabilities, CredentialsReport, LinkMode, ProfileStatus, Released,
+    RuntimeInfo, SessionInfo, Status, SyncReport, Ticked, Warning,
 };
 
 /// The protocol version this binary speaks.
@@ -47,6 +47,7 @@ pub const FEATURES: &[&str] = &[
     "orphaned_runtimes",
     "home_profile",
     "credential_store",
+    "profile_env",
 ];
 
 /// What this binary speaks; `owner_pid` says whether the platform supports that feature.

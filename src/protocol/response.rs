@@ -145,11 +145,23 @@ pub struct ProfileStatus {
     pub sessions: Vec<SessionInfo>,
     pub runtime: Option<RuntimeInfo>,
     pub credentials: CredentialsReport,
+    /// Which account the profile's login is, as Claude Code recorded it (`oauthAccount` of
+    /// `.claude.json`); `null` until a session of the profile has recorded one.
+    pub account: Option<AccountInfo>,
     /// The home profile: its login is the one Claude Code keeps in the claude home, so a
     /// refresh by plain `claude` is its own.
     pub home: bool,
     /// Things about the profile's login a person should know (none when all is well).
     pub warnings: Vec<Warning>,
+}
+
+/// The account of a login, as `oauthAccount` in `.claude.json` names it: never a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct AccountInfo {
+    /// `oauthAccount.emailAddress`.
+    pub email: Option<String>,
+    /// `oauthAccount.organizationName`.
+    pub organization: Option<String>,
 }
 
 /// A note on a profile's login, with a stable code.

@@ -54,9 +54,10 @@ fn every_command_of_the_binary_sees_the_fixture_s_environment_only() {
     assert_eq!(names(&out.stdout), wanted);
 
     // And what the binary passes on to the command it runs, from the std and the assert_cmd
-    // builder alike: the same, with the runtime's config directory.
+    // builder alike: the same, with the runtime's config directory and the profile's name.
     let mut through_run = wanted.clone();
     through_run.insert("CLAUDE_CONFIG_DIR".into());
+    through_run.insert("CLAUTH_PROFILE".into());
     let out = bin.output(&["run", "work", "--", "env"], b"");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(names(&out.stdout), through_run);

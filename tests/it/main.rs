@@ -13,6 +13,7 @@ mod harness;
 mod home;
 mod keychain;
 mod lifecycle;
+mod people;
 mod profiles;
 mod progress;
 mod run;

@@ -515,6 +515,37 @@ impl Bin {
         out
     }
 
+    /// Runs `args` on a terminal: `script` gives the binary a pseudo-terminal as standard
+    /// input, output and error, and `typed` is typed into it. Returns what the terminal showed
+    /// (scanned) and the exit code. `timeout` bounds it, so a command that waits for a person
+    /// fails the test instead of hanging it.
+    pub fn on_terminal(&self, args: &[&str], typed: &[u8]) -> (String, Option<i32>) {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut line = format!("exec {}", quote(&bin_path().to_string_lossy()));
+        for arg in args {
+            line.push(' ');
+            line.push_str(&quote(arg));
+        }
+        let mut cmd = Command::new("timeout");
+        cmd.args(["30", "script", "-qec", &line, "/dev/null"]);
+        self.apply_env(&mut cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("`script` and `timeout` are installed");
+        let _ = child.stdin.take().unwrap().write_all(typed);
+        let out = child.wait_with_output().unwrap();
+        scan(&format!("terminal of {}", args.join(" ")), &out.stdout);
+        let shown = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+        assert_ne!(
+            out.status.code(),
+            Some(124),
+            "`{}` waited on the terminal:\n{shown}",
+            args.join(" ")
+        );
+        (shown, out.status.code())
+    }
+
     /// Runs `args` to completion; returns (stdout, stderr, exit code), both outputs scanned.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, Option<i32>) {
         let out = self.output(args, stdin);

@@ -181,7 +181,7 @@ test('every variable in env_remove is gone from a child, and every env entry set
   const seen = childSees(s.env);
   for (const key of raw.env_remove) assert.ok(!(key in seen), key);
   assert.equal(seen.CLAUDE_CONFIG_DIR, s.configDir);
-  assert.deepEqual(seen, applied(f.env, { env: { CLAUDE_CONFIG_DIR: s.configDir }, env_remove: raw.env_remove }));
+  assert.deepEqual(seen, applied(f.env, { env: { CLAUDE_CONFIG_DIR: s.configDir, CLAUTH_PROFILE: 'work' }, env_remove: raw.env_remove }));
 });
 
 test('a variable the response does not list reaches the child', async (t) => {
@@ -207,7 +207,7 @@ test('a variable the response does not list reaches the child', async (t) => {
   for (const key of ['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'CLAUDE_CODE_OAUTH_TOKEN']) {
     assert.ok(!(key in seen), key);
   }
-  assert.deepEqual(seen, applied(f.env, { env: { CLAUDE_CONFIG_DIR: s.configDir }, env_remove: raw.env_remove }));
+  assert.deepEqual(seen, applied(f.env, { env: { CLAUDE_CONFIG_DIR: s.configDir, CLAUTH_PROFILE: 'gateway' }, env_remove: raw.env_remove }));
 });
 
 test('childEnv applies whatever names the response gives, and refuses a response without them', () => {
