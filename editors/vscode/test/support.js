@@ -40,9 +40,19 @@ function fixture(t, { homeProfile = false } = {}) {
     run(['profile', 'add', name, '--credentials', '-'], fs.readFileSync(path.join(FIXTURES, 'credentials', `${name}.json`)));
   }
   if (homeProfile) run(['profile', 'add', 'me', '--from-claude']);
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  // What a test starts is stopped before its files go, last started first: a serve process that
+  // released its sessions after the removal would make the store again.
+  const deferred = [];
+  t.after(async () => {
+    for (const fn of deferred.reverse()) await fn();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
   return {
     root,
+    /** Runs `fn` when the test ends, before its files are removed. */
+    defer(fn) {
+      deferred.push(fn);
+    },
     home,
     store,
     env,

@@ -18,7 +18,7 @@ function windowOf(t, f, options = {}) {
   });
   const changes = [];
   w.on('change', (c) => changes.push(c && c.profile));
-  t.after(() => w.dispose());
+  f.defer(() => w.dispose());
   return { w, events, changes };
 }
 
@@ -161,7 +161,7 @@ test('an unknown profile and a missing binary are errors with their codes', asyn
   await assert.rejects(w.choose('nobody'), { code: 'profile_not_found' });
   assert.equal(w.current, null);
   const missing = new WindowAccount({ binary: path.join(f.root, 'no-such-helper'), env: f.env });
-  t.after(() => missing.dispose());
+  f.defer(() => missing.dispose());
   await assert.rejects(missing.choose('work'), { code: 'helper_not_found' });
 });
 
