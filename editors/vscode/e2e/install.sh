@@ -35,7 +35,10 @@ if [ ! -x "$node24" ]; then
 fi
 "$node24" --version >/dev/null 2>&1 || fail "node@$node_version" "$dir/node24/install.log"
 # The headers come with the package; without them node-gyp would try to download them.
-nodedir=$(dirname "$(dirname "$(find "$dir/node24/node_modules" -path '*/include/node/node.h' -print -quit)")")
+# node-gyp wants the directory that holds include/node/.
+node_h=$(find "$dir/node24/node_modules" -path '*/include/node/node.h' -print -quit)
+[ -n "$node_h" ] || fail "node@$node_version (its headers)" "$dir/node24/install.log"
+nodedir=${node_h%/include/node/node.h}
 
 entry=$dir/code-server/node_modules/code-server/out/node/entry.js
 if [ ! -f "$dir/code-server/.installed-$code_server_version" ]; then
