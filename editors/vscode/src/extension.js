@@ -192,8 +192,11 @@ function onHelperEvent(event, where) {
   }
   const notice = status.eventNotice(event, where);
   if (!notice) return;
-  const show = notice.level === 'warning' ? vscode.window.showWarningMessage : vscode.window.showInformationMessage;
-  show(notice.text, ...notice.actions).then((choice) => {
+  const shown =
+    notice.level === 'warning'
+      ? vscode.window.showWarningMessage(notice.text, ...notice.actions)
+      : vscode.window.showInformationMessage(notice.text, ...notice.actions);
+  shown.then((choice) => {
     if (choice) vscode.commands.executeCommand('clauth.pickAccount');
   });
 }
