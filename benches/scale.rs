@@ -393,8 +393,8 @@ fn bench_size(root: &Path, files: usize, runs: usize, rows: &mut Vec<Row>) {
     }
 }
 
-/// A `serve` process holding a fake-mode session: CPU per idle tick, peak memory, propagation.
-fn long_lived(w: &World, _runs: usize, push: &mut impl FnMut(String, String)) {
+/// A `serve` process that holds a session of profile `bench` in `mode`, and its input.
+fn serve_holding(w: &World, mode: &str) -> (std::process::Child, std::process::ChildStdin) {
     let mut child = w
         .cmd(&["serve"])
         .stdin(Stdio::piped())
@@ -406,28 +406,35 @@ fn long_lived(w: &World, _runs: usize, push: &mut impl FnMut(String, String)) {
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     writeln!(
         stdin,
-        "{{\"verb\":\"acquire\",\"id\":1,\"profile\":\"bench\",\"link_mode\":\"fake\"}}"
+        "{{\"verb\":\"acquire\",\"id\":1,\"profile\":\"bench\",\"link_mode\":\"{mode}\"}}"
     )
     .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    (child, stdin)
+}
+
+/// CPU time of every thread of `pid`, in nanoseconds (schedstat), finer than clock ticks.
+fn cpu_of(pid: u32) -> Duration {
+    let mut ns = 0u64;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let text = fs::read_to_string(task.unwrap().path().join("schedstat")).unwrap_or_default();
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(ns)
+}
+
+/// A `serve` process holding a fake-mode session: CPU per idle tick, peak memory, propagation.
+fn long_lived(w: &World, _runs: usize, push: &mut impl FnMut(String, String)) {
+    let (mut child, stdin) = serve_holding(w, "fake");
     // Let the first full pass after the watch starts run.
     std::thread::sleep(Duration::from_secs(3));
     let pid = child.id();
-    // CPU time of every thread in nanoseconds (schedstat), finer than clock ticks.
-    let cpu = || {
-        let mut ns = 0u64;
-        for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-            let text =
-                fs::read_to_string(task.unwrap().path().join("schedstat")).unwrap_or_default();
-            ns += text
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        Duration::from_nanos(ns)
-    };
+    let cpu = || cpu_of(pid);
     let before = cpu();
     let secs = 20;
     std::thread::sleep(Duration::from_secs(secs));
@@ -656,37 +663,10 @@ fn bench_documents(root: &Path, mib: usize, runs: usize, rows: &mut Vec<Row>) {
     w.call("release", &tick_body);
 
     // serve: CPU per rewrite, one rewrite every 1.5 s (the tick interval is 1 s).
-    let mut child = w
-        .cmd(&["serve"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    writeln!(
-        stdin,
-        "{{\"verb\":\"acquire\",\"id\":1,\"profile\":\"bench\",\"link_mode\":\"real\"}}"
-    )
-    .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let (mut child, stdin) = serve_holding(&w, "real");
     std::thread::sleep(Duration::from_millis(2500));
     let pid = child.id();
-    let cpu = || {
-        let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let f: Vec<&str> = text
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Duration::from_secs_f64(ticks as f64 / hz)
-    };
+    let cpu = || cpu_of(pid);
     let before = cpu();
     let idle_secs = 10;
     std::thread::sleep(Duration::from_secs(idle_secs));
