@@ -23,5 +23,9 @@ pub fn message_of(err: &anyhow::Error) -> String {
 
 /// Turns any failure into the coded error the wire carries.
 pub fn to_coded(err: &anyhow::Error) -> CodedError {
-    CodedError::new(code_of(err), message_of(err))
+    let resets_at = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<CodedError>())
+        .and_then(|e| e.resets_at.clone());
+    CodedError::new(code_of(err), message_of(err)).with_resets_at(resets_at)
 }

@@ -3,7 +3,8 @@
 //!
 //! Dependencies point down: `protocol` (wire types, framing, dispatch) at the bottom beside
 //! `ids`, `platform`, `fsx` and `layout`; `credentials`, `session`, `profile` and `lock` above
-//! them; `runtime` (one runtime's build, sync and teardown); `app`, where locks, sessions and
+//! them; `runtime` (one runtime's build, sync and teardown) and `usage` (the usage endpoint, its
+//! cache and `pick`'s choice); `app`, where locks, sessions and
 //! runtimes meet; `ticker`, `serve`, `run` and `human` on top; `main.rs` above it all.
 
 pub mod app;
@@ -28,3 +29,4 @@ pub mod serve;
 pub mod session;
 pub mod suggest;
 pub mod ticker;
+pub mod usage;

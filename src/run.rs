@@ -62,7 +62,8 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
     let mut signals =
         Signals::catch().map_err(|e| coded(ErrorCode::Io, format!("cannot catch signals: {e}")))?;
     let request = AcquireRequest {
-        profile: name.clone(),
+        profile: Some(name.clone()),
+        pick: None,
         owner_pid: None,
         lease_ms: None,
         link_mode,

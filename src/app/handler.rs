@@ -39,7 +39,13 @@ impl Handler for OneShot<'_> {
     }
 
     fn status(&mut self, request: StatusRequest) -> Result<Status, CodedError> {
-        super::status(self.layout()?, request.profile.as_ref()).map_err(|e| to_coded(&e))
+        let layout = self.layout()?;
+        let profile = request.profile.as_ref();
+        match request.usage {
+            Some(true) => super::status_with_usage(layout, profile),
+            _ => super::status(layout, profile),
+        }
+        .map_err(|e| to_coded(&e))
     }
 
     fn capabilities(&mut self) -> Result<Capabilities, CodedError> {

@@ -7,6 +7,7 @@ mod admin;
 mod handler;
 mod home;
 mod sessions;
+mod usage;
 
 use anyhow::Result;
 
@@ -16,7 +17,10 @@ pub use admin::{
 };
 pub use handler::OneShot;
 pub use home::{Used, plain_claude_running};
-pub use sessions::{Held, PROFILE_VAR, acquire, acquire_held, release, status, tick, tick_with};
+pub use sessions::{
+    Held, PROFILE_VAR, acquire, acquire_held, release, status, status_with_usage, tick, tick_with,
+};
+pub use usage::usage_reports;
 
 use crate::ids::now_ms;
 use crate::layout::Layout;

@@ -5,6 +5,7 @@ use std::fs::File;
 
 use anyhow::Result;
 
+use super::usage::{logins_of, pick_profile};
 use super::{home, live_of, prune, settle};
 use crate::credentials;
 use crate::error::{ErrorCode, coded};
@@ -16,19 +17,55 @@ use crate::logins;
 use crate::platform;
 use crate::profile;
 use crate::protocol::{
-    AccountInfo, AcquireRequest, Acquired, LinkMode, LinkModeRequest, ProfileName, ProfileStatus,
-    Released, RuntimeInfo, SessionId, SessionInfo, Status, Ticked,
+    AccountInfo, AcquireRequest, Acquired, LinkMode, LinkModeRequest, Picked, ProfileName,
+    ProfileStatus, Released, RuntimeInfo, SessionId, SessionInfo, Status, Ticked,
 };
 use crate::runtime::{self, TickCache};
 use crate::session::{self, SessionRecord};
+use crate::usage::{self, Net};
 
 /// The variable that tells the command of a session which profile it runs under (for status
 /// lines and prompts); set in every acquire's `env`, over any value the profile's env gives.
 pub const PROFILE_VAR: &str = "CLAUTH_PROFILE";
 
-/// Starts a session of a profile, building its runtime when it has no live session.
+/// Starts a session of a profile, building its runtime when it has no live session. With
+/// `pick`, the profile is chosen first, and the acquire is the plain one of that profile.
 pub fn acquire(layout: &Layout, request: &AcquireRequest) -> Result<Acquired> {
-    acquire_as(layout, request, None)
+    let (request, picked) = resolve(layout, request)?;
+    let mut acquired = acquire_as(layout, &request, None)?;
+    acquired.pick = picked;
+    Ok(acquired)
+}
+
+/// The request with the profile `pick` chose in it, and what was known of that profile.
+fn resolve(layout: &Layout, request: &AcquireRequest) -> Result<(AcquireRequest, Option<Picked>)> {
+    let Some(pick) = &request.pick else {
+        return Ok((request.clone(), None));
+    };
+    // A request that will fail anyway asks nothing of the network.
+    env_link_mode(layout)?;
+    owner_start(request.owner_pid)?;
+    let (name, picked) = pick_profile(layout, pick)?;
+    let request = AcquireRequest {
+        profile: Some(name),
+        pick: None,
+        ..request.clone()
+    };
+    Ok((request, Some(picked)))
+}
+
+fn owner_start(owner_pid: Option<u32>) -> Result<Option<u64>> {
+    match owner_pid {
+        None => Ok(None),
+        Some(pid) => Ok(Some(platform::process_start_time(pid).ok_or_else(
+            || {
+                coded(
+                    ErrorCode::InvalidRequest,
+                    format!("owner_pid {pid} is not a running process"),
+                )
+            },
+        )?)),
+    }
 }
 
 /// A session this process holds (`serve`, `run`): a lock on `sessions/<id>.lock` that the
@@ -60,7 +97,12 @@ pub fn acquire_held(layout: &Layout, request: &AcquireRequest) -> Result<Held> {
             format!("the new session lock {} is already held", path.display()),
         ));
     }
-    match acquire_as(layout, request, Some(id)) {
+    let resolved = resolve(layout, request).and_then(|(request, picked)| {
+        let mut acquired = acquire_as(layout, &request, Some(id))?;
+        acquired.pick = picked;
+        Ok(acquired)
+    });
+    match resolved {
         Ok(acquired) => Ok(Held { acquired, lock }),
         Err(e) => {
             drop(lock);
@@ -89,27 +131,23 @@ fn acquire_as(
     held: Option<SessionId>,
 ) -> Result<Acquired> {
     let AcquireRequest {
-        profile: name,
+        profile,
+        pick: _,
         owner_pid,
         lease_ms: _,
         link_mode,
     } = request;
+    let name = profile
+        .as_ref()
+        .ok_or_else(|| coded(ErrorCode::InvalidRequest, "profile is required"))?;
     let _lock = StateLock::acquire(layout)?;
     profile::require(layout, name)?;
     layout.require_claude_home()?;
-    let owner_start = match owner_pid {
-        None => None,
-        Some(pid) => Some(platform::process_start_time(*pid).ok_or_else(|| {
-            coded(
-                ErrorCode::InvalidRequest,
-                format!("owner_pid {pid} is not a running process"),
-            )
-        })?),
-    };
+    let owner_start = owner_start(*owner_pid)?;
     let env_mode = env_link_mode(layout)?;
     let live = settle(layout)?;
     if logins::is_home(layout, name)? {
-        return acquire_home(layout, request, held, owner_start);
+        return acquire_home(layout, name, request, held, owner_start);
     }
     let existing = match live_of(&live, name).next() {
         // Live sessions use this runtime: it is never rebuilt under them, even when its state
@@ -170,7 +208,7 @@ fn acquire_as(
             mode
         }
     };
-    let record = new_record(request, held, owner_start);
+    let record = new_record(name, request, held, owner_start);
     session::save(layout, &record)?;
     let config_dir = layout.runtime_config_dir(name);
     Ok(Acquired {
@@ -188,10 +226,12 @@ fn acquire_as(
         env_remove: profile::env_to_remove(&profile::load_config(layout, name)?),
         lease_expires_at: record.lease_expires_at,
         home: false,
+        pick: None,
     })
 }
 
 fn new_record(
+    name: &ProfileName,
     request: &AcquireRequest,
     held: Option<SessionId>,
     owner_start: Option<u64>,
@@ -199,7 +239,7 @@ fn new_record(
     let now = now_ms();
     let mut record = SessionRecord {
         id: held.as_ref().unwrap_or(&session::new_id()).to_string(),
-        profile: request.profile.to_string(),
+        profile: name.to_string(),
         created_at: now,
         owner_pid: request.owner_pid,
         owner_start,
@@ -216,26 +256,28 @@ fn new_record(
 /// `.claude.json` inside the directory, and on macOS another Keychain item).
 fn acquire_home(
     layout: &Layout,
+    name: &ProfileName,
     request: &AcquireRequest,
     held: Option<SessionId>,
     owner_start: Option<u64>,
 ) -> Result<Acquired> {
-    let record = new_record(request, held, owner_start);
+    let record = new_record(name, request, held, owner_start);
     session::save(layout, &record)?;
-    let config = profile::load_config(layout, &request.profile)?;
+    let config = profile::load_config(layout, name)?;
     let mut env_remove = profile::env_to_remove(&config);
     env_remove.push("CLAUDE_CONFIG_DIR".to_owned());
     let mut env = home::home_env(&config);
-    env.insert(PROFILE_VAR.to_owned(), request.profile.to_string());
+    env.insert(PROFILE_VAR.to_owned(), name.to_string());
     Ok(Acquired {
         session: record.id,
-        profile: request.profile.to_string(),
+        profile: name.to_string(),
         config_dir: layout.claude_home.clone(),
         link_mode: LinkMode::Real,
         env,
         env_remove,
         lease_expires_at: record.lease_expires_at,
         home: true,
+        pick: None,
     })
 }
 
@@ -292,6 +334,25 @@ pub fn release(layout: &Layout, id: &SessionId) -> Result<Released> {
 
 /// Profiles with their live sessions, runtimes and a redacted credentials summary.
 pub fn status(layout: &Layout, only: Option<&ProfileName>) -> Result<Status> {
+    Ok(status_locked(layout, only, false)?.0)
+}
+
+/// [`status`] with each profile's usage and limits: the logins are read under the state lock,
+/// the usage endpoint is asked (where the cache says to) after it is let go.
+pub fn status_with_usage(layout: &Layout, only: Option<&ProfileName>) -> Result<Status> {
+    let (mut status, logins) = status_locked(layout, only, true)?;
+    let reports = usage::reports(layout, &Net::from_env(), &logins);
+    for (profile, report) in status.profiles.iter_mut().zip(reports) {
+        profile.usage = Some(report);
+    }
+    Ok(status)
+}
+
+fn status_locked(
+    layout: &Layout,
+    only: Option<&ProfileName>,
+    with_logins: bool,
+) -> Result<(Status, Vec<usage::Login>)> {
     let _lock = StateLock::acquire(layout)?;
     if let Some(name) = only {
         profile::require(layout, name)?;
@@ -310,14 +371,19 @@ pub fn status(layout: &Layout, only: Option<&ProfileName>) -> Result<Status> {
     };
     let home_uuid = runtime::account_uuid(&home_account);
     let mut profiles = Vec::new();
-    for name in names {
-        let is_home = home.as_ref() == Some(&name);
-        profiles.push(status_of(layout, &name, &live, is_home, home_uuid)?);
+    for name in &names {
+        let is_home = home.as_ref() == Some(name);
+        profiles.push(status_of(layout, name, &live, is_home, home_uuid)?);
     }
-    Ok(Status {
+    let logins = match with_logins {
+        true => logins_of(layout, &names, &live)?,
+        false => Vec::new(),
+    };
+    let status = Status {
         profiles,
         credential_store: layout.credential_store().to_owned(),
-    })
+    };
+    Ok((status, logins))
 }
 
 fn status_of(
@@ -357,6 +423,7 @@ fn status_of(
         account: account_of(layout, name, is_home)?,
         home: is_home,
         warnings: home::warnings(layout, name, is_home, home_uuid)?,
+        usage: None,
     })
 }
 

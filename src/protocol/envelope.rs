@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use super::error::{CodedError, ErrorCode};
-use super::response::SyncReport;
+use super::response::{SyncReport, Usage};
 
 /// `"protocol": 1`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,6 +85,10 @@ pub struct ErrorBody {
     pub message: String,
     /// Whether the same request may succeed if sent again unchanged.
     pub retryable: bool,
+    /// `no_headroom` only: the earliest time (RFC 3339, UTC) a profile it looked at gets
+    /// headroom again; omitted when none is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<String>,
 }
 
 /// Either answer to a request of one verb.
@@ -116,6 +120,18 @@ pub enum EventBody {
     SessionEnded { session: String },
     /// A background tick failed; the session is still held and ticking goes on.
     TickFailed { session: String, error: ErrorBody },
+    /// The session's account passed 90 % of a usage window: time to offer another profile.
+    Usage {
+        session: String,
+        profile: String,
+        /// The window's name: `five_hour`, `seven_day`, or another the server reported.
+        window: String,
+        utilization: f64,
+        /// RFC 3339, UTC; `null` when the server named no time.
+        resets_at: Option<String>,
+        /// Every figure of the answer.
+        usage: Usage,
+    },
 }
 
 /// `{"protocol": 1, "ok": true, ...body}`; `id` is echoed when given (serve).
@@ -146,6 +162,7 @@ impl ErrorBody {
             code: err.code,
             message: err.message.clone(),
             retryable: err.code.retryable(),
+            resets_at: err.resets_at.clone(),
         }
     }
 }

@@ -26,11 +26,12 @@ pub enum ErrorCode {
     HomeMismatch,
     KeychainLocked,
     KeychainFailed,
+    NoHeadroom,
     Io,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnknownVerb,
         ErrorCode::UnsupportedProtocol,
@@ -49,6 +50,7 @@ impl ErrorCode {
         ErrorCode::HomeMismatch,
         ErrorCode::KeychainLocked,
         ErrorCode::KeychainFailed,
+        ErrorCode::NoHeadroom,
         ErrorCode::Io,
     ];
 
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::HomeMismatch => "home_mismatch",
             ErrorCode::KeychainLocked => "keychain_locked",
             ErrorCode::KeychainFailed => "keychain_failed",
+            ErrorCode::NoHeadroom => "no_headroom",
             ErrorCode::Io => "io",
         }
     }
@@ -82,7 +85,10 @@ impl ErrorCode {
 
     /// Whether the same request may succeed if sent again unchanged.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorCode::LockTimeout | ErrorCode::KeychainLocked)
+        matches!(
+            self,
+            ErrorCode::LockTimeout | ErrorCode::KeychainLocked | ErrorCode::NoHeadroom
+        )
     }
 }
 
@@ -97,6 +103,8 @@ impl fmt::Display for ErrorCode {
 pub struct CodedError {
     pub code: ErrorCode,
     pub message: String,
+    /// `no_headroom`: the earliest reset it knows of, RFC 3339 (the error's `resets_at`).
+    pub resets_at: Option<String>,
 }
 
 impl CodedError {
@@ -104,7 +112,13 @@ impl CodedError {
         CodedError {
             code,
             message: message.into(),
+            resets_at: None,
         }
+    }
+
+    pub fn with_resets_at(mut self, resets_at: Option<String>) -> CodedError {
+        self.resets_at = resets_at;
+        self
     }
 
     pub fn invalid_request(message: impl Into<String>) -> CodedError {

@@ -16,12 +16,13 @@ pub use envelope::{ErrorBody, EventBody, event, failure, success};
 pub use error::{CodedError, ErrorCode};
 pub use handler::{Handler, answer, answer_line, dispatch, oneshot};
 pub use request::{
-    AcquireRequest, CapabilitiesRequest, LinkModeRequest, MAX_LEASE_MS, ProfileName, Request,
+    AcquireRequest, CapabilitiesRequest, LinkModeRequest, MAX_LEASE_MS, Pick, ProfileName, Request,
     SessionId, SessionRequest, StatusRequest, Verb, decode,
 };
 pub use response::{
-    AccountInfo, Acquired, Capabilities, CredentialsReport, LinkMode, ProfileStatus, Released,
-    RuntimeInfo, SessionInfo, Status, SyncReport, Ticked, Warning,
+    AccountInfo, Acquired, Capabilities, CredentialsReport, LinkMode, Picked, ProfileStatus,
+    Released, RuntimeInfo, SessionInfo, Status, SyncReport, Ticked, Usage, UsageError, UsageReport,
+    UsageWindow, Warning,
 };
 
 /// The protocol version this binary speaks.
@@ -48,6 +49,9 @@ pub const FEATURES: &[&str] = &[
     "home_profile",
     "credential_store",
     "profile_env",
+    "usage",
+    "pick",
+    "usage_events",
 ];
 
 /// What this binary speaks; `owner_pid` says whether the platform supports that feature.

@@ -220,12 +220,22 @@ impl<'de> Deserialize<'de> for UncheckedName {
     }
 }
 
-/// `acquire`: start a session of a profile.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+/// `acquire`: start a session of a profile, named or picked.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[schemars(rename = "AcquireRequest")]
+#[serde(bound(deserialize = "P: DeserializeOwned"))]
+#[schemars(extend("anyOf" = [{"required": ["profile"]}, {"required": ["pick"]}]))]
+#[schemars(extend("not" = {"required": ["profile", "pick"]}))]
 pub struct AcquireRequest<P = ProfileName> {
     /// The profile name: 1 to 64 letters, digits, `-`, `_`, `.`, not starting with `.`.
-    pub profile: P,
+    /// Required unless `pick` is given; never both.
+    #[serde(default)]
+    #[schemars(transform = no_default)]
+    pub profile: Option<P>,
+    /// Let the helper choose the profile with the most headroom (instead of `profile`).
+    #[serde(default, deserialize_with = "pick")]
+    #[schemars(transform = no_default)]
+    pub pick: Option<Pick<P>>,
     /// The session ends when this process does (checked with its start time).
     #[serde(default, deserialize_with = "owner_pid")]
     #[schemars(transform = no_default)]
@@ -238,6 +248,23 @@ pub struct AcquireRequest<P = ProfileName> {
     pub lease_ms: Option<u64>,
     /// How the runtime presents the claude home; `auto` (the default) probes for symlinks.
     pub link_mode: Option<LinkModeRequest>,
+}
+
+/// `acquire`'s `pick`: choose, among profiles with a login, the one with the most headroom.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[schemars(rename = "Pick")]
+#[serde(bound(deserialize = "P: DeserializeOwned"))]
+pub struct Pick<P = ProfileName> {
+    /// Only these profiles (each must exist); default: every profile.
+    #[serde(default, deserialize_with = "among")]
+    #[schemars(transform = no_default)]
+    #[schemars(length(min = 1))]
+    pub among: Option<Vec<P>>,
+    /// Only a profile with at least this much headroom (percent, 0 to 100) will do.
+    #[serde(default, deserialize_with = "min_headroom")]
+    #[schemars(transform = no_default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub min_headroom: Option<f64>,
 }
 
 /// `tick` and `release`: a session returned by `acquire`.
@@ -253,6 +280,11 @@ pub struct SessionRequest {
 #[schemars(rename = "StatusRequest")]
 pub struct StatusRequest<P = ProfileName> {
     pub profile: Option<P>,
+    /// Add each profile's usage and limits (`usage`, `usage_error`); asks the usage endpoint
+    /// when the cached answer is older than a minute. Default `false`: no network at all.
+    #[serde(default, deserialize_with = "flag")]
+    #[schemars(transform = no_default)]
+    pub usage: Option<bool>,
 }
 
 /// `capabilities`: no fields.
@@ -294,7 +326,7 @@ pub enum ServeVerb {
 }
 
 /// A decoded request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Acquire(AcquireRequest),
     Tick(SessionRequest),
@@ -308,7 +340,20 @@ pub enum Request {
 pub fn decode(verb: Verb, object: &Value) -> Result<Request, CodedError> {
     Ok(match verb {
         Verb::Acquire => {
-            body::<AcquireRequest<UncheckedName>>(object)?;
+            let unchecked = body::<AcquireRequest<UncheckedName>>(object)?;
+            match (&unchecked.profile, &unchecked.pick) {
+                (None, None) => {
+                    return Err(CodedError::invalid_request(
+                        "profile is required (or pick, to let the helper choose one)",
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(CodedError::invalid_request(
+                        "give either profile or pick, not both",
+                    ));
+                }
+                _ => {}
+            }
             Request::Acquire(body(object)?)
         }
         Verb::Tick => Request::Tick(body(object)?),
@@ -395,6 +440,56 @@ fn lease_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     positive(d, "lease_ms", MAX_LEASE_MS)
 }
 
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(b)),
+        _ => Err(to_de(CodedError::invalid_request(
+            "usage must be true or false",
+        ))),
+    }
+}
+
+fn pick<'de, D: Deserializer<'de>, P: DeserializeOwned>(d: D) -> Result<Option<Pick<P>>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v @ Value::Object(_) => Pick::deserialize(v).map(Some).map_err(de::Error::custom),
+        _ => Err(to_de(CodedError::invalid_request("pick must be an object"))),
+    }
+}
+
+fn among<'de, D: Deserializer<'de>, P: DeserializeOwned>(d: D) -> Result<Option<Vec<P>>, D::Error> {
+    let wrong = || {
+        to_de(CodedError::invalid_request(
+            "pick.among must be a non-empty array of profile names",
+        ))
+    };
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => items
+            .into_iter()
+            .map(|v| P::deserialize(v).map_err(de::Error::custom))
+            .collect::<Result<Vec<P>, D::Error>>()
+            .map(Some),
+        _ => Err(wrong()),
+    }
+}
+
+fn min_headroom<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) => match n.as_f64() {
+            Some(v) if (0.0..=100.0).contains(&v) => Ok(Some(v)),
+            _ => Err(to_de(CodedError::invalid_request(
+                "pick.min_headroom must be a number from 0 to 100",
+            ))),
+        },
+        _ => Err(to_de(CodedError::invalid_request(
+            "pick.min_headroom must be a number",
+        ))),
+    }
+}
+
 fn version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
@@ -474,6 +569,12 @@ mod tests {
             &json!({"protocol": 1.0, "whatever": [1], "profile": null}),
         )
         .unwrap();
-        assert_eq!(req, Request::Status(StatusRequest { profile: None }));
+        assert_eq!(
+            req,
+            Request::Status(StatusRequest {
+                profile: None,
+                usage: None
+            })
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// How a runtime presents the claude home's entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -90,6 +91,122 @@ pub struct Acquired {
     /// The profile is the home profile: `config_dir` is the claude home itself, nothing was
     /// built, and `env` does not set `CLAUDE_CONFIG_DIR` (`env_remove` lists it).
     pub home: bool,
+    /// Only when the request had `pick`: why this profile was chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pick: Option<Picked>,
+}
+
+/// What `pick` knew of the profile it chose.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Picked {
+    /// 100 minus the highest utilization of its windows; `null` when its usage is unknown (it
+    /// was chosen because no profile of known usage had headroom).
+    pub headroom: Option<f64>,
+    #[serde(flatten)]
+    pub report: UsageReport,
+}
+
+/// One usage window of an account: how much of it is used and when it starts afresh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UsageWindow {
+    /// Percent of the window used, 0 to 100.
+    pub utilization: f64,
+    /// When the window starts afresh, RFC 3339 in UTC; `null` when the server named no time.
+    pub resets_at: Option<String>,
+}
+
+/// An account's usage and limits, as the usage endpoint last answered for the profile's login.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Usage {
+    /// The 5-hour window; `null` when the server reported none.
+    pub five_hour: Option<UsageWindow>,
+    /// The 7-day window; `null` when the server reported none.
+    pub seven_day: Option<UsageWindow>,
+    /// Further windows the server reported, under its names (`seven_day_opus`,
+    /// `seven_day_sonnet`, ...).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, UsageWindow>,
+    /// Paid usage beyond the plan (`is_enabled`, `monthly_limit`, `used_credits`,
+    /// `utilization`, ...) as the server reported it; `null` when it reported none.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    pub extra_usage: Option<Value>,
+    /// Epoch ms of the answer these figures come from.
+    pub fetched_at: i64,
+    /// The figures are an older answer served again: the server asked for a pause (429) or
+    /// could not be reached.
+    pub stale: bool,
+}
+
+/// Why a profile has no usage figures. Stable codes, like error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageError {
+    /// The profile has no usable login (no credentials, or no access token in them).
+    NoLogin,
+    /// The profile's env gives Claude Code an API key or token, which overrides the login.
+    ApiKey,
+    /// The profile's env sends Claude Code elsewhere (`ANTHROPIC_BASE_URL`, Bedrock, Vertex).
+    Gateway,
+    /// The login lacks the `user:profile` scope the usage endpoint needs (a token made for
+    /// inference only).
+    NoProfileScope,
+    /// The access token has expired; the next session's Claude Code refreshes it.
+    TokenExpired,
+    /// The server refused the access token (401 or 403).
+    Unauthorized,
+    /// The server asked for a pause (429) and no earlier answer is kept.
+    RateLimited,
+    /// The server could not be reached (network, proxy, TLS, timeout, 5xx).
+    Unreachable,
+    /// The server answered something that is not usage figures.
+    BadResponse,
+    /// Another clauth-helper was asking for this profile's usage and did not finish in time.
+    Busy,
+    /// The profile's usage cache could not be opened.
+    Io,
+}
+
+impl UsageError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageError::NoLogin => "no_login",
+            UsageError::ApiKey => "api_key",
+            UsageError::Gateway => "gateway",
+            UsageError::NoProfileScope => "no_profile_scope",
+            UsageError::TokenExpired => "token_expired",
+            UsageError::Unauthorized => "unauthorized",
+            UsageError::RateLimited => "rate_limited",
+            UsageError::Unreachable => "unreachable",
+            UsageError::BadResponse => "bad_response",
+            UsageError::Busy => "busy",
+            UsageError::Io => "io",
+        }
+    }
+}
+
+// A doc comment here would become the description of every type it is flattened into.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct UsageReport {
+    /// The profile's usage and limits; `null` when there are none to show (`usage_error`).
+    pub usage: Option<Usage>,
+    /// Why `usage` is `null`; `null` when it is not.
+    pub usage_error: Option<UsageError>,
+}
+
+impl UsageReport {
+    pub fn of(usage: Usage) -> UsageReport {
+        UsageReport {
+            usage: Some(usage),
+            usage_error: None,
+        }
+    }
+
+    pub fn error(code: UsageError) -> UsageReport {
+        UsageReport {
+            usage: None,
+            usage_error: Some(code),
+        }
+    }
 }
 
 /// `tick`.
@@ -153,6 +270,9 @@ pub struct ProfileStatus {
     pub home: bool,
     /// Things about the profile's login a person should know (none when all is well).
     pub warnings: Vec<Warning>,
+    /// Only when the request had `"usage": true`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageReport>,
 }
 
 /// The account of a login, as `oauthAccount` in `.claude.json` names it: never a token.

@@ -192,13 +192,15 @@ pub const ERROR_CODES: &[&str] = &[
     "unsafe_store",
     "login_in_use",
     "home_busy",
+    "home_mismatch",
     "keychain_locked",
     "keychain_failed",
+    "no_headroom",
     "io",
 ];
 
 /// The codes whose requests may succeed when sent again unchanged.
-pub const RETRYABLE: &[&str] = &["lock_timeout", "keychain_locked"];
+pub const RETRYABLE: &[&str] = &["lock_timeout", "keychain_locked", "no_headroom"];
 
 /// A response of a one-shot call, as a caller sees it.
 #[derive(Debug, Clone)]
