@@ -21,3 +21,4 @@ mod schema;
 mod security;
 mod serve;
 mod sync;
+mod usage;
