@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::support::*;
+use crate::usage::{Api, Reply};
 
 fn conformance_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/conformance")
@@ -48,9 +49,29 @@ fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 fn run_case(name: &str, case: &Value, mode: Option<&str>) {
-    let f = Fixture::new();
+    let mut f = Fixture::new();
+    // A case with `usage_api` runs against the stand-in for the usage endpoint; any other
+    // case gets a proxy that refuses every connection, so no request can leave the machine.
+    let api = case
+        .get("usage_api")
+        .and_then(Value::as_object)
+        .map(|replies| {
+            let api = Api::start();
+            api.serve(&mut f);
+            for (fixture, reply) in replies {
+                api.answer(fixture, Reply::from_case(reply));
+            }
+            api
+        });
+    if api.is_none() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        f.set_env("HTTPS_PROXY", &url);
+    }
     let mut vars = BTreeMap::new();
     vars.insert("HOME".to_owned(), f.home().to_string_lossy().into_owned());
+    vars.insert("STORE".to_owned(), f.store().to_string_lossy().into_owned());
     vars.insert(
         "CLAUDE".to_owned(),
         f.claude().to_string_lossy().into_owned(),
@@ -186,6 +207,17 @@ fn run_case(name: &str, case: &Value, mode: Option<&str>) {
         if disk.get("unchanged") == Some(&Value::Bool(true)) {
             assert_eq!(before, f.snapshot(), "{}: files changed", ctx(i));
         }
+        if let Some(n) = step.get("usage_requests").and_then(Value::as_u64) {
+            assert_eq!(
+                api.as_ref().map_or(0, Api::total) as u64,
+                n,
+                "{}: requests the usage endpoint answered",
+                ctx(i)
+            );
+        }
+    }
+    if let Some(api) = api {
+        api.check();
     }
 }
 

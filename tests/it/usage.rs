@@ -21,13 +21,32 @@ const LATER: &str = "2030-01-02T00:00:00Z";
 
 /// What the stand-in answers for one access token.
 #[derive(Debug, Clone)]
-enum Reply {
+pub enum Reply {
     Usage(Value),
     Status(u16, Vec<(String, String)>),
 }
 
+impl Reply {
+    /// A reply as a conformance case writes it: `{"status", "headers"?, "body"?}`.
+    pub fn from_case(v: &Value) -> Reply {
+        let status = v["status"].as_u64().expect("a reply's status") as u16;
+        match status {
+            200 => Reply::Usage(v["body"].clone()),
+            _ => Reply::Status(
+                status,
+                v["headers"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
 /// The stand-in for the usage endpoint.
-struct Api {
+pub struct Api {
     proxy: TlsProxy,
     replies: Arc<Mutex<BTreeMap<String, Reply>>>,
 }
@@ -58,7 +77,7 @@ fn usage(five: f64, five_resets: &str, seven: f64, seven_resets: &str) -> Reply 
 }
 
 impl Api {
-    fn start() -> Api {
+    pub fn start() -> Api {
         let replies: Arc<Mutex<BTreeMap<String, Reply>>> = Arc::default();
         let known = replies.clone();
         let proxy = TlsProxy::builder()
@@ -88,7 +107,7 @@ impl Api {
     }
 
     /// From now on, the login of `fixture` is answered `reply`.
-    fn answer(&self, fixture: &str, reply: Reply) {
+    pub fn answer(&self, fixture: &str, reply: Reply) {
         self.replies
             .lock()
             .unwrap()
@@ -96,7 +115,7 @@ impl Api {
     }
 
     /// Makes every command of `f` reach the stand-in.
-    fn serve(&self, f: &mut Fixture) {
+    pub fn serve(&self, f: &mut Fixture) {
         f.set_env("HTTPS_PROXY", &self.proxy.url());
         f.set_env("SSL_CERT_FILE", &self.proxy.ca_file().to_string_lossy());
     }
@@ -111,13 +130,13 @@ impl Api {
             .count()
     }
 
-    fn total(&self) -> usize {
+    pub fn total(&self) -> usize {
         self.proxy.requests_to(HOST).len()
     }
 
     /// Nothing was refused (no other host was tried), every request is the usage request with
     /// a user agent that names the program, and no token other than the fixtures' travelled.
-    fn check(&self) {
+    pub fn check(&self) {
         assert!(
             self.proxy.refused().is_empty(),
             "{:?}",
