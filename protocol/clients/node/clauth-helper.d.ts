@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'home_mismatch'
   | 'keychain_locked'
   | 'keychain_failed'
+  | 'no_headroom'
   | 'io'
   | 'helper_not_found'
   | 'helper_failed'
@@ -36,10 +37,12 @@ export type ErrorCode =
   | (string & {});
 
 export declare class ClauthError extends Error {
-  constructor(code: ErrorCode, message: string, retryable?: boolean);
+  constructor(code: ErrorCode, message: string, retryable?: boolean, resetsAt?: string | null);
   readonly name: 'ClauthError';
   code: ErrorCode;
   retryable: boolean;
+  /** `no_headroom`: the earliest reset it knows of (RFC 3339, UTC), else null. */
+  resetsAt: string | null;
   static fromWire(error: unknown): ClauthError;
 }
 
@@ -85,11 +88,45 @@ export interface SessionInfo {
   held: boolean;
 }
 
+/** One usage window: percent used (0 to 100) and when it starts afresh (RFC 3339, UTC). */
+export interface UsageWindow {
+  utilization: number;
+  resets_at: string | null;
+}
+
+/** An account's usage and limits (PROTOCOL.md, 4.5); other windows under their own names. */
+export interface Usage {
+  five_hour: UsageWindow | null;
+  seven_day: UsageWindow | null;
+  extra_usage: Record<string, unknown> | null;
+  fetched_at: number;
+  stale: boolean;
+  [window: string]: UsageWindow | Record<string, unknown> | number | boolean | null;
+}
+
+/** Why a profile has no usage figures; the list may grow. */
+export type UsageError =
+  | 'no_login'
+  | 'api_key'
+  | 'gateway'
+  | 'no_profile_scope'
+  | 'token_expired'
+  | 'unauthorized'
+  | 'rate_limited'
+  | 'unreachable'
+  | 'bad_response'
+  | 'busy'
+  | 'io'
+  | (string & {});
+
 export interface ProfileStatus {
   name: string;
   sessions: SessionInfo[];
   runtime: { config_dir: string; link_mode: LinkMode; orphaned: boolean } | null;
   credentials: { present: boolean; expires_at: number | null; subscription_type: string | null };
+  /** Only with `status(profile, {usage: true})`. */
+  usage?: Usage | null;
+  usage_error?: UsageError | null;
 }
 
 export interface Status extends Envelope {
@@ -115,11 +152,21 @@ export interface Session {
    * response lists in `env_remove`, plus every variable of its `env` (CLAUDE_CONFIG_DIR).
    */
   env: Record<string, string>;
+  /** Only for an acquire by `pick`: what was known of the chosen profile. */
+  picked: { headroom: number | null; usage: Usage | null; usage_error: UsageError | null } | null;
+}
+
+/** Let the helper choose the profile with the most headroom (PROTOCOL.md, 4.2). */
+export interface Pick {
+  among?: string[];
+  min_headroom?: number;
 }
 
 export interface AcquireOptions {
   linkMode?: 'auto' | LinkMode;
   leaseMs?: number;
+  /** With a null profile: the helper chooses. */
+  pick?: Pick;
 }
 
 export interface StartOptions {
@@ -146,6 +193,15 @@ export interface TickFailedEvent extends HelperEvent {
   event: 'tick_failed';
   error: { code: ErrorCode; message: string; retryable: boolean };
 }
+/** The session's account passed 90 % of a usage window. */
+export interface UsageEvent extends HelperEvent {
+  event: 'usage';
+  profile: string;
+  window: string;
+  utilization: number;
+  resets_at: string | null;
+  usage: Usage;
+}
 
 export interface ExitInfo {
   code: number | null;
@@ -155,10 +211,10 @@ export interface ExitInfo {
 export declare class Client extends EventEmitter {
   /** Starts `clauth-helper serve` and checks that it speaks protocol 1. */
   static start(options?: StartOptions): Promise<Client>;
-  acquire(profile: string, options?: AcquireOptions): Promise<Session>;
+  acquire(profile: string | null, options?: AcquireOptions): Promise<Session>;
   tick(session: string): Promise<Ticked>;
   release(session: string): Promise<Released>;
-  status(profile?: string): Promise<Status>;
+  status(profile?: string, options?: { usage?: boolean }): Promise<Status>;
   capabilities(): Promise<Capabilities>;
   /** Any verb; resolves to the response, rejects with a ClauthError. */
   request(verb: string, body?: Record<string, unknown>): Promise<Envelope & Record<string, unknown>>;
@@ -168,6 +224,7 @@ export declare class Client extends EventEmitter {
   on(event: 'synced', listener: (ev: SyncedEvent) => void): this;
   on(event: 'session_ended', listener: (ev: SessionEndedEvent) => void): this;
   on(event: 'tick_failed', listener: (ev: TickFailedEvent) => void): this;
+  on(event: 'usage', listener: (ev: UsageEvent) => void): this;
   /** Every helper event, including ones this client does not know yet. */
   on(event: 'event', listener: (ev: HelperEvent & Record<string, unknown>) => void): this;
   on(event: 'exit', listener: (info: ExitInfo) => void): this;
@@ -175,6 +232,7 @@ export declare class Client extends EventEmitter {
   once(event: 'synced', listener: (ev: SyncedEvent) => void): this;
   once(event: 'session_ended', listener: (ev: SessionEndedEvent) => void): this;
   once(event: 'tick_failed', listener: (ev: TickFailedEvent) => void): this;
+  once(event: 'usage', listener: (ev: UsageEvent) => void): this;
   once(event: 'event', listener: (ev: HelperEvent & Record<string, unknown>) => void): this;
   once(event: 'exit', listener: (info: ExitInfo) => void): this;
   once(event: string, listener: (...args: any[]) => void): this;
@@ -195,7 +253,7 @@ export declare function childEnv(
  * throws. Resolves to what `fn` returns.
  */
 export declare function withSession<T>(
-  profile: string,
+  profile: string | null,
   fn: (session: Session, client: Client) => T | Promise<T>,
   options?: StartOptions & AcquireOptions,
 ): Promise<T>;

@@ -4,7 +4,8 @@
 // Sessions acquired through a Client are held by its serve process: they end when the client is
 // closed, when this Node process exits, or when either process dies, so a crash never leaves a
 // runtime behind. The serve process also ticks them every second and reports what it saved as
-// events ("synced", "session_ended", "tick_failed").
+// events ("synced", "session_ended", "tick_failed"), and tells a session whose account passed
+// 90 % of a usage window ("usage").
 
 const { spawn } = require('node:child_process');
 const { EventEmitter } = require('node:events');
@@ -13,10 +14,12 @@ const readline = require('node:readline');
 const PROTOCOL_VERSION = 1;
 const DEFAULT_BINARY = 'clauth-helper';
 
-// Retries of a `retryable` failure (lock_timeout). The helper has already waited for the state
-// lock by then, so a few spaced attempts are enough to get past a burst of other clauth-helpers.
+// Retries of a `retryable` failure (lock_timeout, keychain_locked). The helper has already waited
+// for the state lock by then, so a few spaced attempts are enough to get past a burst of other
+// clauth-helpers. `no_headroom` is retryable only after its `resetsAt`: it is rejected at once.
 const DEFAULT_RETRIES = 3;
 const FIRST_BACKOFF_MS = 200;
+const NOT_RETRIED_HERE = new Set(['no_headroom']);
 
 // Event names that mean something else to an EventEmitter; a helper event never takes them over.
 const RESERVED_EVENTS = new Set(['error', 'exit', 'event', 'newListener', 'removeListener']);
@@ -25,17 +28,24 @@ const STDERR_KEPT = 4096;
 
 /** A failure of the helper (`code` from the wire) or of talking to it. Switch on `code`. */
 class ClauthError extends Error {
-  constructor(code, message, retryable = false) {
+  constructor(code, message, retryable = false, resetsAt = null) {
     super(message);
     this.name = 'ClauthError';
     this.code = code;
     this.retryable = retryable;
+    /** `no_headroom`: the earliest reset it knows of (RFC 3339), else null. */
+    this.resetsAt = resetsAt;
   }
 
   /** The error for the `error` object of a failure response. */
   static fromWire(error) {
     const e = error && typeof error === 'object' ? error : {};
-    return new ClauthError(String(e.code || 'unknown'), String(e.message || ''), e.retryable === true);
+    return new ClauthError(
+      String(e.code || 'unknown'),
+      String(e.message || ''),
+      e.retryable === true,
+      typeof e.resets_at === 'string' ? e.resets_at : null,
+    );
   }
 }
 
@@ -133,9 +143,21 @@ class Client extends EventEmitter {
     this._updateRef();
   }
 
-  /** Acquires a session held by this client's serve process. */
-  async acquire(profile, { linkMode, leaseMs } = {}) {
-    const r = await this.request('acquire', { profile, link_mode: linkMode, lease_ms: leaseMs });
+  /**
+   * Acquires a session held by this client's serve process. `profile` null with `pick`
+   * (`{among, min_headroom}`, `{}` for every profile) lets the helper choose the profile with the
+   * most headroom; the session's `profile` names the choice and `picked` what was known of it.
+   */
+  async acquire(profile, { linkMode, leaseMs, pick } = {}) {
+    if ((profile == null) === (pick == null)) {
+      throw new ClauthError('invalid_request', 'give either a profile or pick');
+    }
+    const r = await this.request('acquire', {
+      profile: profile == null ? undefined : profile,
+      pick: pick == null ? undefined : pick,
+      link_mode: linkMode,
+      lease_ms: leaseMs,
+    });
     let env;
     try {
       env = childEnv(r, this._env);
@@ -150,6 +172,7 @@ class Client extends EventEmitter {
       configDir: r.config_dir,
       linkMode: r.link_mode,
       env,
+      picked: r.pick === undefined ? null : r.pick,
     };
   }
 
@@ -161,8 +184,9 @@ class Client extends EventEmitter {
     return this.request('release', { session });
   }
 
-  status(profile) {
-    return this.request('status', { profile });
+  /** `usage: true` adds each profile's usage and limits (it may ask the usage endpoint). */
+  status(profile, { usage } = {}) {
+    return this.request('status', { profile, usage: usage ? true : undefined });
   }
 
   capabilities() {
@@ -177,7 +201,14 @@ class Client extends EventEmitter {
         return await this._send(verb, body);
       } catch (err) {
         // Only `retryable` failures left the store untouched, so only they are safe to repeat.
-        if (!(err instanceof ClauthError) || !err.retryable || attempt >= this._retries) throw err;
+        if (
+          !(err instanceof ClauthError) ||
+          !err.retryable ||
+          NOT_RETRIED_HERE.has(err.code) ||
+          attempt >= this._retries
+        ) {
+          throw err;
+        }
       }
       await sleep(delay);
       delay *= 2;
@@ -264,13 +295,14 @@ class Client extends EventEmitter {
 }
 
 /**
- * Starts a client, acquires a session of `profile`, runs `fn(session, client)`, then releases
+ * Starts a client, acquires a session of `profile` (or, with `profile` null and `pick`, of the
+ * profile the helper picks), runs `fn(session, client)`, then releases
  * the session and closes the client, also when `fn` throws. Resolves to what `fn` returns.
  */
-async function withSession(profile, fn, { binary, env, retries, linkMode, leaseMs } = {}) {
+async function withSession(profile, fn, { binary, env, retries, linkMode, leaseMs, pick } = {}) {
   const client = await Client.start({ binary, env, retries });
   try {
-    const session = await client.acquire(profile, { linkMode, leaseMs });
+    const session = await client.acquire(profile, { linkMode, leaseMs, pick });
     let result;
     try {
       result = await fn(session, client);

@@ -37,6 +37,7 @@ __all__ = [
     "LinkModeConflict",
     "LockTimeout",
     "UnsafeStore",
+    "NoHeadroom",
     "StoreIOError",
     "HelperNotFound",
     "HelperFailed",
@@ -46,10 +47,13 @@ __all__ = [
 PROTOCOL_VERSION = 1
 DEFAULT_BINARY = "clauth-helper"
 
-# Retries of a `retryable` failure (lock_timeout): the helper has already waited for the state lock
-# by then, so a few spaced attempts are enough to get past a burst of other clauth-helpers.
+# Retries of a `retryable` failure (lock_timeout, keychain_locked): the helper has already waited
+# for the state lock by then, so a few spaced attempts are enough to get past a burst of other
+# clauth-helpers. `no_headroom` is retryable too, but only after its `resets_at`: it is raised at
+# once, for the caller to decide.
 DEFAULT_RETRIES = 3
 _FIRST_BACKOFF = 0.2
+_NOT_RETRIED_HERE = ("no_headroom",)
 
 
 class ClauthError(Exception):
@@ -60,11 +64,13 @@ class ClauthError(Exception):
 
     code = "error"
 
-    def __init__(self, code, message, retryable=False):
+    def __init__(self, code, message, retryable=False, resets_at=None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
+        #: ``no_headroom``: the earliest reset it knows of (RFC 3339), else None.
+        self.resets_at = resets_at
 
     def __str__(self):
         return "{}: {}".format(self.code, self.message)
@@ -81,7 +87,13 @@ class ClauthError(Exception):
             error = {}
         code = str(error.get("code") or "unknown")
         cls = _ERRORS_BY_CODE.get(code, ClauthError)
-        return cls(code, str(error.get("message") or ""), bool(error.get("retryable")))
+        resets_at = error.get("resets_at")
+        return cls(
+            code,
+            str(error.get("message") or ""),
+            bool(error.get("retryable")),
+            resets_at if isinstance(resets_at, str) else None,
+        )
 
 
 def _error_class(name, code, doc):
@@ -129,6 +141,11 @@ KeychainLocked = _error_class(
 KeychainFailed = _error_class(
     "KeychainFailed", "keychain_failed", "The Keychain could not be used through `security`."
 )
+NoHeadroom = _error_class(
+    "NoHeadroom",
+    "no_headroom",
+    "No profile `pick` looked at has headroom; ``resets_at`` says when one may.",
+)
 StoreIOError = _error_class("StoreIOError", "io", "A file system operation failed.")
 
 # Client-side codes: the helper never sends these.
@@ -163,6 +180,7 @@ _ERRORS_BY_CODE = {
         HomeMismatch,
         KeychainLocked,
         KeychainFailed,
+        NoHeadroom,
         StoreIOError,
         HelperNotFound,
         HelperFailed,
@@ -232,22 +250,30 @@ def _call(verb, request, binary=DEFAULT_BINARY, env=None, retries=DEFAULT_RETRIE
             return _call_once(verb, payload, binary, env, timeout)
         except ClauthError as err:
             # Only `retryable` failures left the store untouched, so only they are safe to repeat.
-            if not err.retryable or attempt == retries:
+            if not err.retryable or err.code in _NOT_RETRIED_HERE or attempt == retries:
                 raise
         time.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")
 
 
-def acquire(profile, *, owner_pid=None, lease_ms=None, link_mode=None, **kw):
-    """Acquires a session of ``profile``.
+def acquire(profile=None, *, pick=None, owner_pid=None, lease_ms=None, link_mode=None, **kw):
+    """Acquires a session of ``profile``, or of the profile the helper picks.
+
+    ``pick`` instead of ``profile`` (a dict, ``{}`` for every profile): the helper chooses the
+    profile with the most headroom, ``{"among": [names], "min_headroom": percent}`` narrowing it
+    down; the response's ``profile`` names the choice and its ``pick`` what was known of it. None
+    good enough raises :class:`NoHeadroom` (with ``resets_at``), never retried here.
 
     Without ``owner_pid`` or ``lease_ms`` the session lives until released. Keyword arguments
     ``binary``, ``env`` (the helper's environment), ``retries`` and ``timeout`` apply to every
     function of this module.
     """
+    if (profile is None) == (pick is None):
+        raise ValueError("give either profile or pick")
     request = {
         "profile": profile,
+        "pick": pick,
         "owner_pid": owner_pid,
         "lease_ms": lease_ms,
         "link_mode": link_mode,
@@ -265,9 +291,13 @@ def release(session, **kw):
     return _call("release", {"session": session}, **kw)
 
 
-def status(profile=None, **kw):
-    """Profiles with their live sessions, runtime and credential expiry (never a token)."""
-    return _call("status", {"profile": profile}, **kw)
+def status(profile=None, *, usage=False, **kw):
+    """Profiles with their live sessions, runtime and credential expiry (never a token).
+
+    ``usage=True`` adds each profile's usage and limits (``usage`` or ``usage_error``), which
+    may ask the usage endpoint; without it no network is used.
+    """
+    return _call("status", {"profile": profile, "usage": True if usage else None}, **kw)
 
 
 def capabilities(**kw):
@@ -312,12 +342,27 @@ class Session:
 
     The session names this process as its owner, so it also ends if the process dies without
     leaving the block.
+
+    ``Session(pick={...})`` instead of a profile lets the helper choose (see :func:`acquire`);
+    :attr:`profile` is then the chosen one once open, and :attr:`picked` what was known of it.
     """
 
     def __init__(
-        self, profile, *, binary=DEFAULT_BINARY, link_mode=None, tick_interval=1.0, env=None
+        self,
+        profile=None,
+        *,
+        pick=None,
+        binary=DEFAULT_BINARY,
+        link_mode=None,
+        tick_interval=1.0,
+        env=None
     ):
+        if (profile is None) == (pick is None):
+            raise ValueError("give either profile or pick")
         self.profile = profile
+        #: With ``pick``: the response's ``pick`` (``headroom``, ``usage``, ``usage_error``).
+        self.picked = None
+        self._pick = pick
         self.session = None
         self.config_dir = None
         self.link_mode = None
@@ -357,8 +402,11 @@ class Session:
             raise UnsupportedFeature(
                 "unsupported_feature", "the helper does not support owner_pid"
             )
+        if self._pick is not None and "pick" not in (caps.get("features") or []):
+            raise UnsupportedFeature("unsupported_feature", "the helper does not support pick")
         acquired = acquire(
-            self.profile,
+            None if self._pick is not None else self.profile,
+            pick=self._pick,
             owner_pid=os.getpid(),
             link_mode=self._requested_link_mode,
             **self._kw
@@ -373,13 +421,15 @@ class Session:
                 pass
             raise
         self.session = acquired["session"]
+        self.profile = acquired["profile"]
+        self.picked = acquired.get("pick")
         self.config_dir = acquired["config_dir"]
         self.link_mode = acquired["link_mode"]
         self.env = env
         if self._tick_interval:
             self._stop.clear()
             self._thread = threading.Thread(
-                target=self._tick_loop, name="clauth-tick-" + self.profile, daemon=True
+                target=self._tick_loop, name="clauth-tick-" + str(self.profile), daemon=True
             )
             self._thread.start()
         return self

@@ -69,11 +69,14 @@ class HelperTest(unittest.TestCase):
         self.home = root / "home"
         self.store = root / "store"
         shutil.copytree(str(FIXTURES / "home"), str(self.home), symlinks=True)
-        # A clean environment, so a developer's own tokens or CLAUTH_* never leak in.
+        # A clean environment, so a developer's own tokens or CLAUTH_* never leak in, and a proxy
+        # on a loopback port nothing listens on, so no request of the helper (its usage
+        # endpoint's) can leave the machine.
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.home),
             "CLAUTH_HOME": str(self.store),
+            "HTTPS_PROXY": "http://127.0.0.1:9",
         }
         self.kw = {"binary": BIN, "env": self.env}
         out = subprocess.run(
@@ -379,6 +382,62 @@ class ErrorTest(HelperTest):
             self.assertTrue(caught.exception.retryable)
             threading.Timer(0.3, fcntl.flock, (lock, fcntl.LOCK_UN)).start()
             self.assertTrue(ch.status(**self.kw)["ok"])
+
+
+class PickTest(HelperTest):
+    """``pick`` and usage, on profiles whose usage needs no request (no login, an expired
+    token)."""
+
+    def setUp(self):
+        super().setUp()
+        doc = json.loads(fixture_credentials("work"))
+        doc["claudeAiOauth"]["accessToken"] = "sk-ant-oat01-PYEXPIRED-AAAAAAAAAAAAAAAAAAAAAAAA"
+        doc["claudeAiOauth"]["refreshToken"] = "sk-ant-ort01-PYEXPIRED-AAAAAAAAAAAAAAAAAAAAAAA"
+        doc["claudeAiOauth"]["expiresAt"] = 1000
+        for name, creds in (("expired", json.dumps(doc).encode()), ("fresh", None)):
+            args = [BIN, "profile", "add", name] + (["--credentials", "-"] if creds else [])
+            out = subprocess.run(
+                args, input=creds or b"", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env
+            )
+            self.assertEqual(out.returncode, 0, out.stderr.decode())
+
+    def test_a_session_by_pick_knows_the_profile_chosen(self):
+        with ch.Session(pick={"among": ["expired", "fresh"]}, binary=BIN, env=self.env) as s:
+            self.assertEqual(s.profile, "expired")
+            self.assertEqual(s.config_dir, str(self.store / "runtimes" / "expired" / "config"))
+            self.assertIsNone(s.picked["headroom"])
+            self.assertEqual(s.picked["usage_error"], "token_expired")
+            self.assertEqual(s.env["CLAUDE_CONFIG_DIR"], s.config_dir)
+        self.assertFalse((self.store / "runtimes" / "expired").exists())
+        with self.assertRaises(ValueError):
+            ch.Session("work", pick={})
+
+    def test_no_headroom_is_typed_retryable_and_raised_at_once(self):
+        with self.assertRaises(ch.NoHeadroom) as caught:
+            ch.acquire(pick={"among": ["fresh"]}, **self.kw)
+        err = caught.exception
+        self.assertTrue(err.retryable)
+        self.assertIsNone(err.resets_at)
+        fake = Path(self._tmp.name) / "no-headroom-helper"
+        calls = Path(self._tmp.name) / "no-headroom-calls"
+        fake.write_text(
+            "#!/bin/sh\ncat >/dev/null\necho x >>{}\n".format(calls)
+            + "echo '{\"protocol\":1,\"ok\":false,\"error\":{\"code\":\"no_headroom\","
+            + "\"message\":\"m\",\"retryable\":true,\"resets_at\":\"2030-01-01T01:00:00Z\"}}'\n"
+        )
+        fake.chmod(0o755)
+        with self.assertRaises(ch.NoHeadroom) as caught:
+            ch.acquire(pick={}, binary=str(fake), env=self.env)
+        self.assertEqual(caught.exception.resets_at, "2030-01-01T01:00:00Z")
+        self.assertEqual(calls.read_text().split(), ["x"], "not retried")
+
+    def test_status_with_usage_says_why_a_profile_has_none(self):
+        plain = ch.status("fresh", **self.kw)["profiles"][0]
+        self.assertNotIn("usage", plain)
+        st = ch.status("fresh", usage=True, **self.kw)["profiles"][0]
+        self.assertEqual((st["usage"], st["usage_error"]), (None, "no_login"))
+        st = ch.status("expired", usage=True, **self.kw)["profiles"][0]
+        self.assertEqual(st["usage_error"], "token_expired")
 
 
 class FunctionTest(HelperTest):

@@ -5,11 +5,12 @@
 #   clauth_trap                  # release on EXIT, HUP, INT and TERM
 #   claude
 #
-# Functions: clauth_acquire PROFILE [LINK_MODE], clauth_tick [SESSION], clauth_release [SESSION],
-# clauth_trap. They use $CLAUTH_HELPER_BIN, or clauth-helper on PATH. On failure they set
-# CLAUTH_ERROR to the protocol's error code, print "clauth: CODE: MESSAGE" to stderr and return
-# non-zero. Besides the wire codes, CLAUTH_ERROR may be helper_not_found (the binary could not be
-# run) or helper_failed (it gave no protocol response). Names starting with _clauth_ are private.
+# Functions: clauth_acquire PROFILE [LINK_MODE], clauth_pick [-a NAME,...] [-m PERCENT]
+# [LINK_MODE], clauth_tick [SESSION], clauth_release [SESSION], clauth_trap. They use
+# $CLAUTH_HELPER_BIN, or clauth-helper on PATH. On failure they set CLAUTH_ERROR to the
+# protocol's error code, print "clauth: CODE: MESSAGE" to stderr and return non-zero. Besides the
+# wire codes, CLAUTH_ERROR may be helper_not_found (the binary could not be run) or helper_failed
+# (it gave no protocol response). Names starting with _clauth_ are private.
 
 # A JSON string as a basic regular expression: a quote, then characters other than a quote or a
 # backslash and escape pairs, then a quote. Anchored at the start of a string token, it ends at
@@ -93,7 +94,8 @@ _clauth_env_plan() {
 }
 
 # _clauth_call VERB REQUEST: sends one request; the response is left in _clauth_out. Retries a
-# retryable failure (lock_timeout) a few times, since the helper has already waited by then.
+# retryable failure (lock_timeout, keychain_locked) a few times, since the helper has already
+# waited by then; no_headroom is retryable only after its resets_at, so it is returned at once.
 _clauth_call() {
 	_clauth_try=0
 	while :; do
@@ -106,6 +108,7 @@ _clauth_call() {
 			CLAUTH_ERROR=
 			return 0
 			;;
+		*'"code":"no_headroom"'*) ;;
 		*'"retryable":true'*)
 			if [ "$_clauth_try" -lt "${CLAUTH_RETRIES:-3}" ]; then
 				_clauth_try=$((_clauth_try + 1))
@@ -117,6 +120,7 @@ _clauth_call() {
 		break
 	done
 	CLAUTH_ERROR=$(_clauth_field code)
+	CLAUTH_RESETS_AT=$(_clauth_field resets_at)
 	if [ -n "$CLAUTH_ERROR" ]; then
 		_clauth_msg=$(_clauth_field message)
 	elif [ -z "$_clauth_out" ] && { [ "$_clauth_rc" -eq 126 ] || [ "$_clauth_rc" -eq 127 ]; }; then
@@ -130,18 +134,66 @@ _clauth_call() {
 	return 1
 }
 
-# clauth_acquire PROFILE [LINK_MODE]: acquires a session, sets CLAUTH_SESSION, and applies the
-# response to the shell's environment: unsets every variable it lists in env_remove (inherited
-# ones that would override the profile's account), then exports every variable of its env
-# (CLAUDE_CONFIG_DIR). The session is owned by this shell ($$), so it also ends if the shell dies
-# without releasing it.
+# clauth_acquire PROFILE [LINK_MODE]: acquires a session, sets CLAUTH_SESSION and CLAUTH_PROFILE,
+# and applies the response to the shell's environment: unsets every variable it lists in
+# env_remove (inherited ones that would override the profile's account), then exports every
+# variable of its env (CLAUDE_CONFIG_DIR). The session is owned by this shell ($$), so it also
+# ends if the shell dies without releasing it.
 clauth_acquire() {
 	if [ $# -lt 1 ] || [ -z "$1" ]; then
 		CLAUTH_ERROR=invalid_request
 		printf 'clauth: %s: %s\n' "$CLAUTH_ERROR" 'usage: clauth_acquire PROFILE [auto|real|fake]' >&2
 		return 2
 	fi
-	_clauth_req="{\"protocol\":1,\"profile\":$(_clauth_json_string "$1"),\"owner_pid\":$$"
+	_clauth_acquire_with "\"profile\":$(_clauth_json_string "$1")" "${2-}"
+}
+
+# clauth_pick [-a NAME,NAME...] [-m PERCENT] [LINK_MODE]: like clauth_acquire, with the profile
+# chosen by the helper: the one with the most headroom (among the NAMEs, with at least PERCENT
+# headroom, when given). CLAUTH_PROFILE names the choice. None good enough: CLAUTH_ERROR is
+# no_headroom and CLAUTH_RESETS_AT the earliest reset it knows of (RFC 3339), or empty.
+clauth_pick() {
+	_clauth_pick=
+	OPTIND=1
+	while getopts a:m: _clauth_opt; do
+		case $_clauth_opt in
+		a)
+			_clauth_among=
+			_clauth_rest=$OPTARG,
+			while [ -n "$_clauth_rest" ]; do
+				_clauth_one=${_clauth_rest%%,*}
+				_clauth_rest=${_clauth_rest#*,}
+				[ -n "$_clauth_one" ] || continue
+				_clauth_among="$_clauth_among${_clauth_among:+,}$(_clauth_json_string "$_clauth_one")"
+			done
+			_clauth_pick="$_clauth_pick${_clauth_pick:+,}\"among\":[$_clauth_among]"
+			;;
+		m)
+			case $OPTARG in
+			'' | *[!0-9.]*)
+				CLAUTH_ERROR=invalid_request
+				printf 'clauth: %s: %s\n' "$CLAUTH_ERROR" '-m takes a percentage' >&2
+				return 2
+				;;
+			esac
+			_clauth_pick="$_clauth_pick${_clauth_pick:+,}\"min_headroom\":$OPTARG"
+			;;
+		*)
+			CLAUTH_ERROR=invalid_request
+			printf 'clauth: %s: %s\n' "$CLAUTH_ERROR" \
+				'usage: clauth_pick [-a NAME,...] [-m PERCENT] [auto|real|fake]' >&2
+			return 2
+			;;
+		esac
+	done
+	shift $((OPTIND - 1))
+	_clauth_acquire_with "\"pick\":{$_clauth_pick}" "${1-}"
+}
+
+# _clauth_acquire_with FIELD [LINK_MODE]: the acquire of clauth_acquire and clauth_pick, FIELD
+# being the request's "profile" or "pick".
+_clauth_acquire_with() {
+	_clauth_req="{\"protocol\":1,$1,\"owner_pid\":$$"
 	if [ -n "${2-}" ]; then
 		_clauth_req="$_clauth_req,\"link_mode\":$(_clauth_json_string "$2")"
 	fi
@@ -157,6 +209,7 @@ clauth_acquire() {
 		return 1
 	fi
 	CLAUTH_SESSION=$_clauth_acquired
+	CLAUTH_PROFILE=$(_clauth_field profile)
 	# shellcheck disable=SC2086 # names checked by _clauth_name, split on purpose
 	unset $_clauth_unset
 	_clauth_env_names=
@@ -193,7 +246,7 @@ clauth_release() {
 	if [ "$_clauth_session" = "${CLAUTH_SESSION-}" ] &&
 		{ [ "$_clauth_rc" -eq 0 ] || [ "$CLAUTH_ERROR" = session_not_found ]; }; then
 		# shellcheck disable=SC2086 # names checked by _clauth_name, split on purpose
-		unset CLAUTH_SESSION ${_clauth_env_names-}
+		unset CLAUTH_SESSION CLAUTH_PROFILE ${_clauth_env_names-}
 		_clauth_env_names=
 	fi
 	return "$_clauth_rc"

@@ -92,7 +92,10 @@ fresh() {
 	cp -R "$fixtures/home" "$_dir/home"
 	HOME=$_dir/home
 	CLAUTH_HOME=$_dir/${1:-store}
-	export HOME CLAUTH_HOME
+	# A proxy on a loopback port nothing listens on: no request of the helper (its usage
+	# endpoint's) can leave the machine.
+	HTTPS_PROXY=http://127.0.0.1:9
+	export HOME CLAUTH_HOME HTTPS_PROXY
 	unset CLAUTH_SESSION CLAUDE_CONFIG_DIR CLAUTH_ERROR CLAUTH_LINK_MODE CLAUTH_LOCK_TIMEOUT_MS
 	"$CLAUTH_HELPER_BIN" profile add work --credentials - <"$fixtures/credentials/work.json" \
 		>"$_dir/add.out" 2>&1 || {
@@ -234,6 +237,36 @@ check "and nothing is changed or set" \
 	eval '[ "$ANTHROPIC_API_KEY" = not-a-real-key ] && [ "$CLAUDE_CONFIG_DIR" = /inherited/config ] && [ -z "${CLAUTH_SESSION+set}" ]'
 CLAUTH_HELPER_BIN=$real_bin
 uninherit
+
+echo "# pick"
+fresh
+# A login whose usage needs no request (its access token has expired), and one without a login.
+sed 's/"expiresAt": [0-9]*/"expiresAt": 1000/; s/WORKACCESS1/SHEXPIREDACCESS/; s/WORKREFRESH1/SHEXPIREDREFRESH/' \
+	"$fixtures/credentials/work.json" >"$_dir/expired.json"
+"$CLAUTH_HELPER_BIN" profile add expired --credentials - <"$_dir/expired.json" >"$_dir/add.out" 2>&1
+"$CLAUTH_HELPER_BIN" profile add nologin >"$_dir/add.out" 2>&1
+clauth_pick -a expired,nologin >"$out" 2>"$err"
+check "pick among two succeeds" [ $? -eq 0 ]
+check "CLAUTH_PROFILE names the choice" [ "${CLAUTH_PROFILE-}" = expired ]
+check "CLAUDE_CONFIG_DIR is the chosen runtime" [ "${CLAUDE_CONFIG_DIR-}" = "$CLAUTH_HOME/runtimes/expired/config" ]
+clauth_release
+check "release unsets CLAUTH_PROFILE" [ -z "${CLAUTH_PROFILE+set}" ]
+clauth_pick -a nologin fake >"$out" 2>"$err"
+check "pick with no login to choose fails" [ $? -ne 0 ]
+check "with no_headroom" [ "${CLAUTH_ERROR-}" = no_headroom ]
+check "and no reset time known" [ -z "${CLAUTH_RESETS_AT-}" ]
+fake_helper '{"protocol":1,"ok":false,"error":{"code":"no_headroom","message":"m","retryable":true,"resets_at":"2030-01-01T01:00:00Z"}}'
+real_bin=$CLAUTH_HELPER_BIN
+CLAUTH_HELPER_BIN=$fake
+clauth_pick 2>"$err"
+check "no_headroom is returned at once, not retried" [ "$(tr '\n' ' ' <"$_dir/calls")" = "acquire " ]
+check "CLAUTH_RESETS_AT is the earliest reset" [ "${CLAUTH_RESETS_AT-}" = 2030-01-01T01:00:00Z ]
+CLAUTH_HELPER_BIN=$real_bin
+clauth_pick -a expired -m 10 2>"$err"
+check "an unknown usage does not meet a minimum" [ "${CLAUTH_ERROR-}" = no_headroom ]
+clauth_pick -m lots 2>"$err"
+check "a minimum that is not a number is refused" [ "${CLAUTH_ERROR-}" = invalid_request ]
+check "no session is set" [ -z "${CLAUTH_SESSION+set}" ]
 
 echo "# errors"
 fresh

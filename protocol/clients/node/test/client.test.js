@@ -56,8 +56,10 @@ function fixture(t) {
   const home = path.join(root, 'home');
   const store = path.join(root, 'store');
   fs.cpSync(path.join(FIXTURES, 'home'), home, { recursive: true, verbatimSymlinks: true });
-  // A clean environment, so a developer's own tokens or CLAUTH_* never leak in.
-  const env = { PATH: process.env.PATH, HOME: home, CLAUTH_HOME: store };
+  // A clean environment, so a developer's own tokens or CLAUTH_* never leak in, and a proxy on a
+  // loopback port nothing listens on, so no request of the helper (serve looks at the usage of
+  // its sessions' accounts) can leave the machine.
+  const env = { PATH: process.env.PATH, HOME: home, CLAUTH_HOME: store, HTTPS_PROXY: 'http://127.0.0.1:9' };
   const f = {
     root,
     home,
@@ -395,6 +397,64 @@ test('a program that never closes its client exits, and its sessions end with it
   assert.equal(code, 0);
   assert.match(stdout, /^s-/);
   assert.ok(await waitFor(() => !fs.existsSync(f.runtime)), 'runtime removed after the program exited');
+});
+
+/** Adds `expired` (a login whose usage needs no request) and `nologin` to the fixture. */
+function addPickProfiles(f) {
+  const doc = JSON.parse(credentials('work'));
+  doc.claudeAiOauth.accessToken = 'sk-ant-oat01-NODEEXPIRED-AAAAAAAAAAAAAAAAAAAAAAAA';
+  doc.claudeAiOauth.refreshToken = 'sk-ant-ort01-NODEEXPIRED-AAAAAAAAAAAAAAAAAAAAAAA';
+  doc.claudeAiOauth.expiresAt = 1000;
+  for (const [name, input] of [['expired', JSON.stringify(doc)], ['nologin', null]]) {
+    const args = ['profile', 'add', name, ...(input ? ['--credentials', '-'] : [])];
+    const out = spawnSync(BIN, args, { input: input || '', env: f.env });
+    assert.equal(out.status, 0, out.stderr.toString());
+  }
+}
+
+test('acquire by pick holds the chosen profile and says what was known of it', async (t) => {
+  const f = fixture(t);
+  addPickProfiles(f);
+  const c = await f.start();
+  const s = await c.acquire(null, { pick: { among: ['expired', 'nologin'] } });
+  assertNoToken(s);
+  assert.equal(s.profile, 'expired');
+  assert.equal(s.configDir, path.join(f.store, 'runtimes', 'expired', 'config'));
+  assert.equal(s.env.CLAUDE_CONFIG_DIR, s.configDir);
+  assert.deepEqual([s.picked.headroom, s.picked.usage, s.picked.usage_error], [null, null, 'token_expired']);
+  const plain = await c.acquire('work');
+  assert.equal(plain.picked, null);
+  await assert.rejects(c.acquire('work', { pick: {} }), (e) => e.code === 'invalid_request');
+});
+
+test('no_headroom rejects at once with its resetsAt', async (t) => {
+  const f = fixture(t);
+  addPickProfiles(f);
+  const c = await f.start();
+  const err = await c.acquire(null, { pick: { among: ['nologin'] } }).catch((e) => e);
+  assert.ok(err instanceof ClauthError);
+  assert.equal(err.code, 'no_headroom');
+  assert.equal(err.retryable, true);
+  assert.equal(err.resetsAt, null);
+  const wire = ClauthError.fromWire({ code: 'no_headroom', message: 'm', retryable: true, resets_at: '2030-01-01T01:00:00Z' });
+  assert.equal(wire.resetsAt, '2030-01-01T01:00:00Z');
+  // Not retried: one request, where a retryable lock_timeout would get four.
+  let asked = 0;
+  const fake = { _send: async () => { asked++; throw wire; }, _retries: 3 };
+  await assert.rejects(Client.prototype.request.call(fake, 'acquire', {}), (e) => e === wire);
+  assert.equal(asked, 1);
+});
+
+test('status with usage says why a profile has none', async (t) => {
+  const f = fixture(t);
+  addPickProfiles(f);
+  const c = await f.start();
+  const plain = await c.status('nologin');
+  assert.ok(!('usage' in plain.profiles[0]));
+  const st = await c.status('nologin', { usage: true });
+  assert.deepEqual([st.profiles[0].usage, st.profiles[0].usage_error], [null, 'no_login']);
+  const expired = await c.status('expired', { usage: true });
+  assert.equal(expired.profiles[0].usage_error, 'token_expired');
 });
 
 test('a missing binary rejects with helper_not_found', async () => {
