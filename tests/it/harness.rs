@@ -34,6 +34,7 @@ fn every_command_of_the_binary_sees_the_fixture_s_environment_only() {
             "HOME" => Some(home.as_os_str()),
             "CLAUTH_HOME" => Some(store.as_os_str()),
             "CLAUTH_LINK_MODE" => Some(OsStr::new("fake")),
+            "HTTPS_PROXY" => Some(OsStr::new(NO_NETWORK_PROXY)),
             _ => None,
         };
         // A removed variable shows as removed, or not at all once the environment is cleared.
@@ -45,10 +46,18 @@ fn every_command_of_the_binary_sees_the_fixture_s_environment_only() {
         assert_eq!(got, want, "{key}");
     }
 
-    // What a program started that way gets: nothing of the test process's but PATH.
-    let wanted: BTreeSet<String> = ["PATH", "HOME", "CLAUTH_HOME", "EXTRA", "CLAUTH_LINK_MODE"]
-        .map(String::from)
-        .into();
+    // What a program started that way gets: nothing of the test process's but PATH, and a proxy
+    // that lets no request leave the machine.
+    let wanted: BTreeSet<String> = [
+        "PATH",
+        "HOME",
+        "CLAUTH_HOME",
+        "HTTPS_PROXY",
+        "EXTRA",
+        "CLAUTH_LINK_MODE",
+    ]
+    .map(String::from)
+    .into();
     let mut env = std::process::Command::new("env");
     let out = bin.apply_env(&mut env).output().unwrap();
     assert_eq!(names(&out.stdout), wanted);

@@ -397,6 +397,11 @@ pub const PROGRAM_ENV: &[&str] = &[
     "NODE_EXTRA_CA_CERTS",
 ];
 
+/// The proxy every command of the harness goes through unless its test names another: nothing
+/// listens on loopback port 9, so a connection through it is refused at once, and no request of
+/// the program (the usage endpoint's, section 11 of PROTOCOL.md) can leave the machine.
+pub const NO_NETWORK_PROXY: &str = "http://127.0.0.1:9";
+
 /// Removes every variable the program reads, for a command that brings its own world (the
 /// client suites make their own homes and stores).
 pub fn remove_program_env(cmd: &mut Command) -> &mut Command {
@@ -448,14 +453,15 @@ impl Bin {
 
     /// Gives `cmd` this environment: the test process's is cleared (every name of `PROGRAM_ENV`
     /// is also removed by name, so that holds should the clearing ever go), then `PATH` is passed
-    /// on and `HOME`, `CLAUTH_HOME` and the extra variables are set. Never touches the test
-    /// process's own environment.
+    /// on and `HOME`, `CLAUTH_HOME`, `HTTPS_PROXY` (`NO_NETWORK_PROXY`) and the extra variables
+    /// are set. Never touches the test process's own environment.
     pub fn apply_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
         cmd.env_clear();
         remove_program_env(cmd);
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
-            .env("CLAUTH_HOME", &self.store);
+            .env("CLAUTH_HOME", &self.store)
+            .env("HTTPS_PROXY", NO_NETWORK_PROXY);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
