@@ -22,7 +22,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a command (default: claude) under a profile; exits with the command's status.
     #[command(
-        after_help = "Arguments after `--` are the command; when the first of them starts with '-', they\nare arguments for claude.\n\nExamples:\n  clauth-helper run work\n  clauth-helper run work -- --continue          # claude --continue\n  clauth-helper run personal -- -p 'summarise the diff'\n  clauth-helper run work --link-mode fake -- claude --resume\n  clauth-helper run work -- sh -c 'echo $CLAUTH_PROFILE'"
+        after_help = "Arguments after `--` are the command; when the first of them starts with '-', they\nare arguments for claude.\n\nExamples:\n  clauth-helper run work\n  clauth-helper run work -- --continue          # claude --continue\n  clauth-helper run personal -- -p 'summarise the diff'\n  clauth-helper run work --link-mode fake -- claude --resume\n  clauth-helper run work -- sh -c 'echo $CLAUTH_PROFILE'\n  clauth-helper run --pick                       # the profile with the most headroom\n  clauth-helper run --pick --among work,personal -- --continue"
     )]
     Run(RunArgs),
     /// Manage profiles (one per account).
@@ -96,14 +96,18 @@ pub enum ProfileCommand {
     Add(AddArgs),
     /// List profiles: account, plan, login state and live sessions.
     #[command(
-        after_help = "Examples:\n  clauth-helper profile list\n  clauth-helper profile list --json"
+        after_help = "Examples:\n  clauth-helper profile list\n  clauth-helper profile list --usage\n  clauth-helper profile list --json"
     )]
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Add each account's usage windows and the time to their reset (asks the usage
+        /// endpoint at most once a minute per profile).
+        #[arg(long)]
+        usage: bool,
     },
-    /// Show one profile: account, login, env (secrets redacted), runtime and sessions.
+    /// Show one profile: account, login, usage, env (secrets redacted), runtime and sessions.
     #[command(
         after_help = "Examples:\n  clauth-helper profile show work\n  clauth-helper profile show work --json"
     )]
@@ -182,8 +186,20 @@ pub enum ProfileCommand {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The profile to run under.
-    pub profile: String,
+    /// The profile to run under (or --pick).
+    #[arg(required_unless_present = "pick", conflicts_with = "pick")]
+    pub profile: Option<String>,
+    /// Run under the profile with the most headroom left in its usage windows.
+    #[arg(long)]
+    pub pick: bool,
+    /// With --pick: choose among these profiles only.
+    #[arg(
+        long,
+        value_name = "NAME,...",
+        value_delimiter = ',',
+        requires = "pick"
+    )]
+    pub among: Vec<String>,
     /// auto (default: symlinks where they work), real or fake.
     #[arg(long, value_name = "MODE")]
     pub link_mode: Option<String>,

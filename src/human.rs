@@ -13,7 +13,10 @@ use crate::error::{ErrorCode, coded};
 use crate::ids::now_ms;
 use crate::layout::Layout;
 use crate::profile::{self, CredentialSource};
-use crate::protocol::{AccountInfo, CredentialsReport, ProfileName, SessionInfo};
+use crate::protocol::{
+    AccountInfo, CredentialsReport, ProfileName, SessionInfo, UsageError, UsageReport,
+};
+use crate::usage::{time::parse_rfc3339, windows_of};
 
 /// What `profile add` was given.
 pub struct AddOptions {
@@ -200,9 +203,12 @@ pub fn profile_rename(layout: &Layout, old: &ProfileName, new: &ProfileName) -> 
     Ok(())
 }
 
-/// `profile list`, and `status` on a terminal.
-pub fn profile_list(layout: &Layout, json: bool, out: &mut impl Write) -> Result<()> {
-    let status = app::status(layout, None)?;
+/// `profile list`, and `status` on a terminal; with `usage`, each account's windows too.
+pub fn profile_list(layout: &Layout, json: bool, usage: bool, out: &mut impl Write) -> Result<()> {
+    let status = match usage {
+        true => app::status_with_usage(layout, None)?,
+        false => app::status(layout, None)?,
+    };
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&status.profiles)?)?;
         return Ok(());
@@ -214,7 +220,7 @@ pub fn profile_list(layout: &Layout, json: bool, out: &mut impl Write) -> Result
         return Ok(());
     }
     let now = now_ms();
-    let mut rows = vec![[
+    let mut rows = vec![vec![
         String::new(),
         "PROFILE".to_owned(),
         "ACCOUNT".to_owned(),
@@ -222,22 +228,29 @@ pub fn profile_list(layout: &Layout, json: bool, out: &mut impl Write) -> Result
         "LOGIN".to_owned(),
         "SESSIONS".to_owned(),
     ]];
+    if usage {
+        rows[0].push("USAGE".to_owned());
+    }
     for p in &status.profiles {
         // A damaged profile.json is `profile show`'s to report; the list still lists.
         let env = profile::load_config(layout, &p.name)
             .map(|c| c.env)
             .unwrap_or_default();
         let login = Login::of(&p.credentials, &env, now);
-        rows.push([
+        let mut row = vec![
             if p.home { "*" } else { "" }.to_owned(),
             p.name.clone(),
             account_text(p.account.as_ref()).unwrap_or_else(|| "-".into()),
             login.plan().unwrap_or("-").to_owned(),
             login.cell(),
             p.sessions.len().to_string(),
-        ]);
+        ];
+        if let Some(report) = &p.usage {
+            row.push(usage_text(report, now));
+        }
+        rows.push(row);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {
@@ -264,7 +277,7 @@ pub fn profile_list(layout: &Layout, json: bool, out: &mut impl Write) -> Result
 
 /// `status` when standard input is a terminal: a person asked, not a program.
 pub fn status_summary(layout: &Layout, out: &mut impl Write) -> Result<()> {
-    profile_list(layout, false, out)?;
+    profile_list(layout, false, false, out)?;
     eprintln!(
         "(this is `clauth-helper profile list`; programs send JSON: `echo '{{}}' | clauth-helper status`)"
     );
@@ -278,7 +291,11 @@ pub fn profile_show(
     json: bool,
     out: &mut impl Write,
 ) -> Result<()> {
-    let status = app::profile_status(layout, name)?;
+    let status = app::status_with_usage(layout, Some(name))?
+        .profiles
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("profile {name} vanished"))?;
     let config = profile::load_config(layout, name)?;
     let env: BTreeMap<&String, &str> = config
         .env
@@ -313,6 +330,9 @@ pub fn profile_show(
         writeln!(out, "plan:        {plan}")?;
     }
     writeln!(out, "login:       {}", login.sentence(name))?;
+    if let Some(report) = &status.usage {
+        writeln!(out, "usage:       {}", usage_text(report, now))?;
+    }
     if status.home {
         writeln!(out, "kept in:     {}", layout.claude_home.display())?;
     }
@@ -600,6 +620,53 @@ fn span(ms: i64) -> String {
     }
 }
 
+/// A profile's usage for people: each window as a percentage with the time to its reset, or
+/// why there are no figures.
+fn usage_text(report: &UsageReport, now: i64) -> String {
+    let Some(usage) = &report.usage else {
+        return match report.usage_error {
+            Some(UsageError::NoLogin) => "none (no login)".to_owned(),
+            Some(UsageError::ApiKey) => "none (an API key or token)".to_owned(),
+            Some(UsageError::Gateway) => "none (a gateway or another provider)".to_owned(),
+            Some(UsageError::NoProfileScope) => "none (a login for inference only)".to_owned(),
+            Some(UsageError::TokenExpired) => {
+                "unknown (token expired; the next session refreshes it)".to_owned()
+            }
+            Some(UsageError::Unauthorized) => "unknown (the server refused the login)".to_owned(),
+            Some(UsageError::RateLimited) => "unknown (asked too often; later)".to_owned(),
+            Some(UsageError::Unreachable) => "unknown (the server could not be reached)".to_owned(),
+            Some(code) => format!("unknown ({})", code.as_str()),
+            None => "unknown".to_owned(),
+        };
+    };
+    let mut parts: Vec<String> = windows_of(usage)
+        .into_iter()
+        .map(|(name, w)| {
+            let label = match name {
+                "five_hour" => "5-hour",
+                "seven_day" => "7-day",
+                other => other,
+            };
+            let percent = (w.utilization * 10.0).round() / 10.0;
+            match w.resets_at.as_deref().and_then(parse_rfc3339) {
+                Some(at) if at > now => {
+                    format!("{label} {percent}% (resets in {})", span(at - now))
+                }
+                Some(_) => format!("{label} {percent}% (reset since)"),
+                None => format!("{label} {percent}%"),
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        parts.push("no windows reported".to_owned());
+    }
+    let mut text = parts.join(", ");
+    if usage.stale {
+        text.push_str(&format!("; as of {} ago", span(now - usage.fetched_at)));
+    }
+    text
+}
+
 /// Epoch milliseconds as `2030-01-01 00:00 UTC`.
 fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -637,7 +704,34 @@ pub fn protocol_hint(verb: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{span, utc};
+    use super::{UsageError, UsageReport, span, usage_text, utc};
+    use crate::protocol::{Usage, UsageWindow};
+    use crate::usage::time::parse_rfc3339;
+
+    #[test]
+    fn usage_reads_as_percentages_with_the_time_to_reset() {
+        let now = parse_rfc3339("2030-01-01T00:00:00Z").unwrap();
+        let window = |utilization, resets_at: Option<&str>| UsageWindow {
+            utilization,
+            resets_at: resets_at.map(str::to_owned),
+        };
+        let usage = Usage {
+            five_hour: Some(window(30.25, Some("2030-01-01T02:13:00Z"))),
+            seven_day: Some(window(50.0, Some("2030-01-04T04:00:00Z"))),
+            other: [("seven_day_opus".to_owned(), window(0.0, None))].into(),
+            extra_usage: None,
+            fetched_at: now - 300_000,
+            stale: true,
+        };
+        assert_eq!(
+            usage_text(&UsageReport::of(usage), now),
+            "5-hour 30.3% (resets in 2 h), 7-day 50% (resets in 3 d), seven_day_opus 0%; as of 5 min ago"
+        );
+        assert_eq!(
+            usage_text(&UsageReport::error(UsageError::NoLogin), now),
+            "none (no login)"
+        );
+    }
 
     #[test]
     fn times_read_as_people_write_them() {

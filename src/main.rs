@@ -10,7 +10,7 @@ use clauth_helper::cli::{self, Cli, Command, ProfileCommand, RunArgs};
 use clauth_helper::error::{CodedError, ErrorCode, code_of, coded, message_of, to_coded};
 use clauth_helper::human::{self, AddOptions};
 use clauth_helper::layout::Layout;
-use clauth_helper::protocol::{self, LinkModeRequest, ProfileName};
+use clauth_helper::protocol::{self, LinkModeRequest, Pick, ProfileName};
 use clauth_helper::run::{self, Finished, RunOptions};
 use clauth_helper::{completions, profile, serve, suggest};
 
@@ -158,13 +158,29 @@ fn run_command(layout: Result<&Layout, &CodedError>, args: RunArgs) -> ExitCode 
                 )
             })?),
         };
-        let (profile, command) = (name(&args.profile)?, args.command);
+        let profile = args.profile.as_deref().map(name).transpose()?;
+        let pick = match args.pick {
+            false => None,
+            true => Some(Pick {
+                among: match args.among.is_empty() {
+                    true => None,
+                    false => Some(
+                        args.among
+                            .iter()
+                            .map(|n| name(n))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                },
+                min_headroom: None,
+            }),
+        };
         run::run(
             layout,
             RunOptions {
                 profile,
+                pick,
                 link_mode,
-                command,
+                command: args.command,
             },
         )
     })();
@@ -211,7 +227,7 @@ fn profile_command(layout: &Layout, cmd: ProfileCommand) -> anyhow::Result<()> {
                 replace: a.replace,
             },
         ),
-        ProfileCommand::List { json } => human::profile_list(layout, json, &mut out),
+        ProfileCommand::List { json, usage } => human::profile_list(layout, json, usage, &mut out),
         ProfileCommand::Show { name: n, json } => {
             human::profile_show(layout, &name(&n)?, json, &mut out)
         }

@@ -14,7 +14,7 @@ use crate::fsx;
 use crate::layout::Layout;
 use crate::platform::{self, Signals};
 use crate::profile;
-use crate::protocol::{AcquireRequest, LinkModeRequest, ProfileName, SessionId, SyncReport};
+use crate::protocol::{AcquireRequest, LinkModeRequest, Pick, ProfileName, SessionId, SyncReport};
 use crate::ticker::{Outcome, Ticker};
 
 /// Exit status when the wrapper itself fails before the command runs.
@@ -25,7 +25,10 @@ pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 pub const EXIT_NOT_FOUND: i32 = 127;
 
 pub struct RunOptions {
-    pub profile: ProfileName,
+    /// The profile, or `None` with `pick`.
+    pub profile: Option<ProfileName>,
+    /// Let the helper choose the profile (acquire's `pick`).
+    pub pick: Option<Pick>,
     pub link_mode: Option<LinkModeRequest>,
     /// The command and its arguments; `claude` when empty.
     pub command: Vec<OsString>,
@@ -41,15 +44,18 @@ pub enum Finished {
 /// Runs the command under the profile. Errors are the wrapper's own (before the command ran).
 pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
     let RunOptions {
-        profile: name,
+        profile: named,
+        pick,
         link_mode,
         command,
     } = opts;
     // The store is checked first: a symlinked or foreign store is the answer, not a missing
     // profile inside it.
     layout.ensure_store()?;
-    profile::require(layout, &name)?;
-    let config = profile::load_config(layout, &name)?;
+    if let Some(name) = &named {
+        profile::require(layout, name)?;
+        profile::load_config(layout, name)?;
+    }
     // A new user may not have run Claude Code yet: its home is made as Claude Code makes it.
     if fsx::lstat_optional(&layout.claude_home)?.is_none() {
         fsx::ensure_dir(&layout.claude_home, fsx::PRIVATE_DIR)?;
@@ -62,14 +68,23 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
     let mut signals =
         Signals::catch().map_err(|e| coded(ErrorCode::Io, format!("cannot catch signals: {e}")))?;
     let request = AcquireRequest {
-        profile: Some(name.clone()),
-        pick: None,
+        profile: named,
+        pick,
         owner_pid: None,
         lease_ms: None,
         link_mode,
     };
     let held = retrying("acquire", || app::acquire_held(layout, &request))?;
     let id = SessionId::parse(&held.acquired.session)?;
+    let name = ProfileName::parse(&held.acquired.profile)?;
+    if let Some(picked) = &held.acquired.pick {
+        let headroom = picked
+            .headroom
+            .map(|h| format!("{}% headroom", h.round()))
+            .unwrap_or_else(|| "its usage is unknown".to_owned());
+        eprintln!("clauth-helper run: picked profile {name} ({headroom})");
+    }
+    let config = profile::load_config(layout, &name)?;
 
     let (program, args) = program_and_args(command);
     let mut cmd = Command::new(&program);
@@ -237,7 +252,8 @@ const RETRY_DELAYS_MS: [u64; 6] = [100, 200, 400, 800, 1600, 3200];
 fn retrying<T>(what: &str, mut call: impl FnMut() -> Result<T>) -> Result<T> {
     for (n, delay) in RETRY_DELAYS_MS.iter().enumerate() {
         match call() {
-            Err(e) if code_of(&e).retryable() => {
+            // `no_headroom` is retryable only once a window resets, hours away: not here.
+            Err(e) if code_of(&e).retryable() && code_of(&e) != ErrorCode::NoHeadroom => {
                 if n == 0 {
                     eprintln!("clauth-helper run: {what}: {e:#}; trying again");
                 }

@@ -738,3 +738,130 @@ fn serve_does_not_look_at_usage_while_it_holds_no_session() {
     assert_eq!(api.total(), 0);
     api.check();
 }
+
+#[test]
+fn profile_list_usage_and_profile_show_give_each_window_with_the_time_to_its_reset() {
+    let api = Api::start();
+    let mut f = Fixture::new();
+    api.serve(&mut f);
+    f.add_profile("work", Some("work"));
+    f.add_profile("fresh", None);
+    api.answer("work", usage(30.0, SOON, 50.0, LATER));
+
+    let plain = f.run(&["profile", "list"], b"");
+    assert!(plain.status.success(), "{plain:?}");
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("usage:"));
+    assert_eq!(api.total(), 0, "a plain list asks nothing");
+
+    let out = f.run(&["profile", "list", "--usage"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header = text.lines().next().unwrap_or("");
+    assert!(header.ends_with("USAGE"), "{text}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}: {text}"))
+            .to_owned()
+    };
+    let work = row("work");
+    assert!(
+        work.contains("5-hour 30% (resets in ")
+            && work.contains(", 7-day 50% (resets in ")
+            && work.contains("seven_day_opus 0%"),
+        "{text}"
+    );
+    assert!(row("fresh").ends_with("none (no login)"), "{text}");
+
+    let out = f.run(&["profile", "list", "--usage", "--json"], b"");
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[1]["usage"]["five_hour"]["utilization"], json!(30.0));
+
+    let out = f.run(&["profile", "show", "work"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("usage:       5-hour 30% (resets in "),
+        "{text}"
+    );
+    assert_eq!(api.asked("work"), 1, "one request for all of it");
+    api.check();
+}
+
+both_modes!(
+    run_pick_runs_the_command_under_the_profile_with_the_most_headroom,
+    |mode: &str| {
+        let api = Api::start();
+        let mut f = Fixture::new();
+        api.serve(&mut f);
+        f.add_profile("work", Some("work"));
+        f.add_profile("personal", Some("personal"));
+        api.answer("work", usage(30.0, SOON, 50.0, LATER));
+        api.answer("personal", usage(80.0, SOON, 10.0, LATER));
+        let config_dir = |out: &std::process::Output| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("CLAUDE_CONFIG_DIR=").map(str::to_owned))
+        };
+
+        let out = f.run(&["run", "--pick", "--link-mode", mode, "--", "env"], b"");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            config_dir(&out),
+            Some(f.runtime("work").to_string_lossy().into_owned())
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("picked profile work (50% headroom)"),
+            "{out:?}"
+        );
+
+        let out = f.run(
+            &[
+                "run",
+                "--pick",
+                "--among",
+                "personal",
+                "--link-mode",
+                mode,
+                "--",
+                "env",
+            ],
+            b"",
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            config_dir(&out),
+            Some(f.runtime("personal").to_string_lossy().into_owned())
+        );
+        assert!(!f.runtime("work").exists() && !f.runtime("personal").exists());
+
+        // None good enough: the wrapper fails before the command, with the code and the reset.
+        age_cache(&f, "work", 120_000);
+        api.answer("work", usage(100.0, SOON, 50.0, LATER));
+        let out = f.run(
+            &[
+                "run", "--pick", "--among", "work", "--", "sh", "-c", "echo ran",
+            ],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(125), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("error[no_headroom]") && stderr.contains(SOON),
+            "{stderr}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+        assert_eq!(f.status()["profiles"][1]["sessions"], json!([]));
+
+        // Bad uses of the flags are the parser's.
+        for args in [
+            &["run", "work", "--pick"][..],
+            &["run", "--among", "work"][..],
+            &["run"][..],
+        ] {
+            let out = f.run(args, b"");
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        }
+        api.check();
+    }
+);
