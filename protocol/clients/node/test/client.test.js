@@ -72,10 +72,13 @@ function fixture(t) {
       assertNoToken(out.stdout.toString() + out.stderr.toString());
       return JSON.parse(out.stdout.toString());
     },
+    clients: [],
     async start() {
       const client = await Client.start({ binary: BIN, env });
       client.on('event', assertNoToken);
-      t.after(() => client.close());
+      // Closed before the directory goes (below): a serve still running writes in the store
+      // (its usage watch keeps a profile's usage cache).
+      f.clients.push(client);
       return client;
     },
   };
@@ -85,7 +88,10 @@ function fixture(t) {
   });
   assert.equal(out.status, 0, 'profile add failed');
   assertNoToken(out.stdout.toString() + out.stderr.toString());
-  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  t.after(async () => {
+    for (const client of f.clients) await client.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
   return f;
 }
 
