@@ -444,13 +444,6 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
         }
         None => (None, View::new()),
     };
-    if !home_parses {
-        // Nothing is merged while the home does not parse: the session's document stays as
-        // it is and its stamp unrecorded, so its changes reach the home once it parses again.
-        out.home_rejected = true;
-        return Ok(out);
-    }
-
     let session_text = if runtime_now != state.runtime {
         read_text(runtime)?
     } else {
@@ -473,6 +466,14 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
         None => None,
     };
 
+    if !home_parses {
+        // Nothing is merged while the home does not parse: the session's document stays as
+        // it is and its stamp unrecorded, so its changes reach the home once it parses again.
+        // Its account keys are the profile's and were saved above, whatever the home holds.
+        out.home_rejected = true;
+        return Ok(out);
+    }
+
     let (merged, digests) = merge(
         &state.digests,
         home_doc.as_ref(),
@@ -493,7 +494,6 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
             .chain(home_private.iter())
             .map(|(k, v)| (k.as_str(), &**v));
         let bytes = render(entries, size_of(&merged) + size_of(&home_private));
-        drop(home_private);
         // Under Claude Code's own lock on the file, so its read-modify-write saves and this
         // merge never interleave; while it holds the lock the merge waits for a later tick.
         let mut lock_path = home.as_os_str().to_owned();

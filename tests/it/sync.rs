@@ -486,3 +486,42 @@ both_modes!(
         );
     }
 );
+
+both_modes!(
+    account_keys_a_session_writes_are_saved_while_the_home_document_does_not_parse,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        fs::write(f.claude_json(), "{ \"theme\": \"dark\", oops").unwrap();
+        let doc_path = f.runtime("work").join(".claude.json");
+        let mut doc: serde_json::Map<String, Value> =
+            serde_json::from_slice(&fs::read(&doc_path).unwrap()).unwrap();
+        doc.insert(
+            "oauthAccount".into(),
+            json!({"accountUuid": "acct-after-login", "emailAddress": "new@example.com"}),
+        );
+        fs::write(&doc_path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        let t = f.tick(&session_of(&a));
+        assert!(
+            t["rejected_documents"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty()),
+            "{t}"
+        );
+        let account: Value = serde_json::from_slice(
+            &fs::read(f.store().join("profiles/work/account.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            account["oauthAccount"]["emailAddress"], "new@example.com",
+            "the profile's account keys do not wait for the home"
+        );
+        assert_eq!(
+            fs::read_to_string(f.claude_json()).unwrap(),
+            "{ \"theme\": \"dark\", oops",
+            "the home document is left as it is"
+        );
+        f.release(&session_of(&a));
+    }
+);
