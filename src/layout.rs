@@ -11,7 +11,7 @@ use crate::fsx;
 use crate::keychain::{self, Keychain};
 use crate::platform;
 
-/// Default time to wait for the state lock before answering `lock_timeout`.
+/// Default time to wait for a lock (the store's or a profile's) before answering `lock_timeout`.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The store and the claude home, resolved from the environment.
@@ -23,7 +23,7 @@ pub struct Layout {
     pub claude_home: PathBuf,
     /// `~/.claude.json`.
     pub claude_json: PathBuf,
-    /// How long to wait for the state lock.
+    /// How long to wait for a lock (the store's or a profile's).
     pub lock_timeout: Duration,
     /// `$CLAUTH_LINK_MODE`, when set.
     pub link_mode_env: Option<String>,
@@ -152,6 +152,11 @@ impl Layout {
     }
     pub fn session_lock(&self, id: &str) -> PathBuf {
         self.sessions_dir().join(format!("{id}.lock"))
+    }
+    /// A profile's lock (see [`crate::lock`]): inside its directory, so it exists exactly
+    /// while the profile does and moves with it.
+    pub fn profile_lock(&self, profile: &str) -> PathBuf {
+        self.profile_dir(profile).join("lock")
     }
     pub fn state_lock(&self) -> PathBuf {
         self.store.join("state.lock")

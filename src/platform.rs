@@ -31,6 +31,12 @@ pub fn create_mode(options: &mut std::fs::OpenOptions, mode: u32) {
     imp::create_mode(options, mode)
 }
 
+/// Whether two metadata describe the same file (device and inode where the platform has them;
+/// elsewhere it cannot tell, and says yes).
+pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    imp::same_file(a, b)
+}
+
 /// Makes an open not wait for a writer or a device (`O_NONBLOCK`), where the platform has it.
 pub fn open_nonblocking(options: &mut std::fs::OpenOptions) {
     imp::open_nonblocking(options)
@@ -200,6 +206,11 @@ mod imp {
         std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc::O_NONBLOCK);
     }
 
+    pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+
     pub fn sync_dir(dir: &Path) {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
@@ -366,6 +377,10 @@ mod imp {
     pub fn create_mode(_options: &mut std::fs::OpenOptions, _mode: u32) {}
 
     pub fn open_nonblocking(_options: &mut std::fs::OpenOptions) {}
+
+    pub fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
+        true
+    }
 
     pub fn sync_dir(_dir: &Path) {}
 

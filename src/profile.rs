@@ -227,6 +227,8 @@ pub fn add(
     }
     check_private_dir(&dir)?;
     fsx::ensure_dir(&dir, fsx::PRIVATE_DIR)?;
+    // Made with the profile, so the first use of its lock changes no file.
+    crate::lock::create_profile_lock(layout, name)?;
     // Replacing credentials alone keeps the profile's env; --env replaces it.
     let env = if replace && env.is_empty() && exists(layout, name) {
         load_config(layout, name)?.env

@@ -13,7 +13,7 @@ use crate::error::{ErrorCode, coded};
 use crate::fsx;
 use crate::ids::now_ms;
 use crate::layout::{Layout, check_private_dir};
-use crate::lock::StateLock;
+use crate::lock::{ProfileLock, StateLock};
 use crate::logins;
 use crate::profile::{self, CredentialSource};
 use crate::protocol::{ProfileName, ProfileStatus};
@@ -71,40 +71,46 @@ pub fn profile_status(layout: &Layout, name: &ProfileName) -> Result<ProfileStat
 /// Reclaims runtimes that no live session uses, after a final sync, and sweeps the temp files
 /// and trash that crashed processes left in the store.
 pub fn gc(layout: &Layout) -> Result<Collected> {
-    let _lock = StateLock::acquire(layout)?;
-    home::finish_switch(layout)?;
-    fsx::sweep_temp(&layout.runtimes_dir());
-    fsx::sweep_temp(&layout.sessions_dir());
-    fsx::sweep_temp(&layout.store);
-    for name in profile::list(layout)? {
-        fsx::sweep_temp(&layout.profile_dir(&name));
-    }
-    let (live, pruned) = prune(layout)?;
-    sweep_session_locks(layout)?;
+    let (pruned, idle) = {
+        let _store = StateLock::acquire(layout)?;
+        home::finish_switch(layout)?;
+        fsx::sweep_temp(&layout.runtimes_dir());
+        fsx::sweep_temp(&layout.sessions_dir());
+        fsx::sweep_temp(&layout.store);
+        let (live, pruned) = prune(layout)?;
+        sweep_session_locks(layout)?;
+        // Only profiles nobody works on now: a profile whose lock is held may be building a
+        // runtime that no record names yet, or writing its login through a temp file. Trying
+        // a lock never waits, so it may be done under the store lock.
+        let mut idle = Vec::new();
+        for name in profile::list(layout)? {
+            if let Some(lock) = ProfileLock::try_acquire(layout, &name)? {
+                fsx::sweep_temp(&layout.profile_dir(&name));
+                let orphaned =
+                    live_of(&live, &name).next().is_none() && layout.runtime_dir(&name).exists();
+                if orphaned {
+                    idle.push((name, lock));
+                }
+            }
+        }
+        (pruned, idle)
+    };
     let mut removed = Vec::new();
     let mut failed = Vec::new();
-    for entry in std::fs::read_dir(layout.runtimes_dir())
-        .with_context(|| format!("cannot read {}", layout.runtimes_dir().display()))?
-    {
-        let entry = entry?;
-        // Temp names, trash and anything that is not a profile's name are not runtimes.
-        let Some(name) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| ProfileName::parse(n).ok())
-        else {
-            continue;
-        };
-        if live_of(&live, &name).next().is_some() {
-            continue;
-        }
+    // Each idle runtime is reclaimed under its profile's lock alone (its teardown takes the
+    // store lock for the merges only), so a long final pass holds up no other profile. No
+    // session can start on it meanwhile: an acquire takes the same lock first.
+    for (name, _lock) in idle {
         // One runtime that cannot be reclaimed does not keep gc from the others.
         match runtime::teardown(layout, &name) {
             Ok(_) => removed.push(name.to_string()),
             Err(e) => failed.push(format!("{name}: {e:#}")),
         }
     }
-    let removed_deleted = prune_removed(layout, now_ms() - REMOVED_KEPT_MS, usize::MAX)?;
+    let removed_deleted = {
+        let _store = StateLock::acquire(layout)?;
+        prune_removed(layout, now_ms() - REMOVED_KEPT_MS, usize::MAX)?
+    };
     Ok(Collected {
         runtimes_removed: removed,
         sessions_pruned: pruned,
@@ -172,6 +178,7 @@ fn refuse_busy(live: &[SessionRecord], name: &ProfileName, doing: &str) -> Resul
 /// same login may be added to another profile meanwhile; restoring then is refused
 /// (`login_in_use`), so it never has two places.
 pub fn remove_profile(layout: &Layout, name: &ProfileName) -> Result<Removed> {
+    let _profile = ProfileLock::acquire_if_exists(layout, name)?;
     let _lock = StateLock::acquire(layout)?;
     profile::require_for(layout, name, profile::Purpose::Remove)?;
     let live = settle(layout)?;
@@ -203,6 +210,7 @@ pub fn remove_profile(layout: &Layout, name: &ProfileName) -> Result<Removed> {
 /// name exists, and when its login has a place again (the home, another profile) or was
 /// spent there: one login, one place.
 pub fn restore_profile(layout: &Layout, name: &ProfileName) -> Result<Restored> {
+    let _profile = ProfileLock::acquire_if_exists(layout, name)?;
     let _lock = StateLock::acquire(layout)?;
     settle(layout)?;
     if profile::exists(layout, name) {
@@ -238,6 +246,7 @@ pub fn restore_profile(layout: &Layout, name: &ProfileName) -> Result<Restored> 
 /// during a live session; an idle runtime is synced and removed first, since its directory
 /// bears the old name.
 pub fn rename_profile(layout: &Layout, old: &ProfileName, new: &ProfileName) -> Result<()> {
+    let _profiles = ProfileLock::acquire_existing(layout, [old, new])?;
     let _lock = StateLock::acquire(layout)?;
     profile::require(layout, old)?;
     let live = settle(layout)?;
@@ -281,6 +290,7 @@ pub fn change_env(
     unset: &[String],
 ) -> Result<EnvChange> {
     profile::check_env(&set)?;
+    let _profile = ProfileLock::acquire(layout, name)?;
     let _lock = StateLock::acquire(layout)?;
     profile::require(layout, name)?;
     let live = settle(layout)?;
@@ -321,6 +331,7 @@ pub fn add_profile(
     if let CredentialSource::Bytes(bytes) = &source {
         profile::check_credentials(bytes)?;
     }
+    let _profile = ProfileLock::acquire_if_exists(layout, name)?;
     let _lock = StateLock::acquire(layout)?;
     // A profile directory that is a link or someone else's receives nothing, not even an aside.
     check_private_dir(&layout.profile_dir(name))?;
@@ -372,7 +383,22 @@ pub fn use_profile(
     name: &ProfileName,
     save_home_as: Option<&ProfileName>,
 ) -> Result<Used> {
-    let _lock = StateLock::acquire(layout)?;
-    let live = settle(layout)?;
-    home::use_profile(layout, &live, name, save_home_as)
+    // The profiles whose logins move, the home profile among them, locked before the store.
+    // Which profile is the home's is read first and checked again under the store lock; only a
+    // `profile use` or a first `--from-claude` changes it, so a few tries always settle it.
+    for _ in 0..5 {
+        let home = logins::home_profile(layout)?;
+        let names = [Some(name), save_home_as, home.as_ref()];
+        let _profiles = ProfileLock::acquire_existing(layout, names.into_iter().flatten())?;
+        let _lock = StateLock::acquire(layout)?;
+        let live = settle(layout)?;
+        if logins::home_profile(layout)? != home {
+            continue;
+        }
+        return home::use_profile(layout, &live, name, save_home_as);
+    }
+    Err(coded(
+        ErrorCode::LockTimeout,
+        "the home profile kept changing while `profile use` waited for it; try again",
+    ))
 }

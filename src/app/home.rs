@@ -14,6 +14,7 @@ use crate::credentials;
 use crate::error::{ErrorCode, coded};
 use crate::fsx::{self, LockDir};
 use crate::layout::{Layout, check_private_dir};
+use crate::lock::ProfileLock;
 use crate::logins::{self, Holder};
 use crate::platform;
 use crate::profile::{self, ProfileConfig};
@@ -330,6 +331,11 @@ pub(super) fn migrate_copies(layout: &Layout, live: &[SessionRecord]) -> Result<
         {
             continue;
         }
+        // A profile another process works on (an acquire building its runtime before its
+        // record exists, say) waits too; trying its lock never waits, also under the store's.
+        let Some(_profile) = ProfileLock::try_acquire(layout, &name)? else {
+            continue;
+        };
         // A leftover runtime's final sync may save a refresh it never ticked: only a store
         // that still holds the home's login after it is a copy.
         runtime::teardown(layout, &name)?;

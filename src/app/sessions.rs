@@ -12,7 +12,7 @@ use crate::error::{ErrorCode, coded};
 use crate::fsx;
 use crate::ids::now_ms;
 use crate::layout::Layout;
-use crate::lock::StateLock;
+use crate::lock::{ProfileLock, StateLock};
 use crate::logins;
 use crate::platform;
 use crate::profile;
@@ -140,76 +140,51 @@ fn acquire_as(
     let name = profile
         .as_ref()
         .ok_or_else(|| coded(ErrorCode::InvalidRequest, "profile is required"))?;
-    let _lock = StateLock::acquire(layout)?;
-    profile::require(layout, name)?;
-    layout.require_claude_home()?;
-    let owner_start = owner_start(*owner_pid)?;
-    let env_mode = env_link_mode(layout)?;
-    let live = settle(layout)?;
-    if logins::is_home(layout, name)? {
-        return acquire_home(layout, name, request, held, owner_start);
-    }
-    let existing = match live_of(&live, name).next() {
-        // Live sessions use this runtime: it is never rebuilt under them, even when its state
-        // cannot be read.
-        Some(_) => Some(runtime::load_state(layout, name)?.ok_or_else(|| {
-            anyhow::anyhow!(
-                "the runtime of profile {name} has live sessions but its state {} cannot be read; release them, then acquire again",
-                layout.runtime_state(name).display()
-            )
-        })?),
-        None => None,
-    };
-    if let Some(home) = existing.as_ref().and_then(|s| s.claude_home.as_ref())
-        && *home != layout.claude_home
-    {
-        return Err(coded(
-            ErrorCode::HomeMismatch,
-            format!(
-                "profile {name} has live sessions for the claude home {}, and this call's is {}: two homes share this store; call with the same HOME, or release those sessions first",
-                home.display(),
-                layout.claude_home.display()
-            ),
-        ));
-    }
-    let mode = match existing {
-        Some(state) => {
-            // Only a mode the request names can conflict; CLAUTH_LINK_MODE is a default for
-            // new runtimes.
-            let wanted = match link_mode {
-                Some(LinkModeRequest::Real) => Some(LinkMode::Real),
-                Some(LinkModeRequest::Fake) => Some(LinkMode::Fake),
-                _ => None,
-            };
-            if let Some(wanted) = wanted
-                && wanted != state.link_mode
-            {
-                return Err(coded(
-                    ErrorCode::LinkModeConflict,
-                    format!(
-                        "profile {name} has a live runtime in {} mode; {} mode was asked for",
-                        state.link_mode.as_str(),
-                        wanted.as_str()
-                    ),
-                ));
-            }
-            state.link_mode
+    // The profile's lock is held throughout, the build of its runtime included; the store's
+    // only while the store is looked at and the record saved, so a long build of this profile
+    // never holds up another profile's verbs.
+    let _profile = ProfileLock::acquire(layout, name)?;
+    let mode = {
+        let _store = StateLock::acquire(layout)?;
+        profile::require(layout, name)?;
+        layout.require_claude_home()?;
+        let owner_start = owner_start(*owner_pid)?;
+        let env_mode = env_link_mode(layout)?;
+        let live = settle(layout)?;
+        if logins::is_home(layout, name)? {
+            return acquire_home(layout, name, request, held, owner_start);
         }
-        None => {
-            let asked = link_mode.or(env_mode).unwrap_or(LinkModeRequest::Auto);
-            let mode = runtime::decide_mode(asked, &layout.runtimes_dir());
-            fsx::sweep_temp(&layout.runtimes_dir());
+        match live_of(&live, name).next() {
+            Some(_) => Plan::Join((joined_mode(layout, name, *link_mode)?, owner_start)),
+            None => {
+                let asked = link_mode.or(env_mode).unwrap_or(LinkModeRequest::Auto);
+                // Temp files and trash are swept, and the probe made, under the store lock:
+                // nobody else sweeps while the probe is there.
+                fsx::sweep_temp(&layout.runtimes_dir());
+                Plan::Build(
+                    runtime::decide_mode(asked, &layout.runtimes_dir()),
+                    owner_start,
+                )
+            }
+        }
+    };
+    let (mode, owner_start) = match mode {
+        Plan::Join((mode, owner_start)) => (mode, owner_start),
+        Plan::Build(mode, owner_start) => {
             runtime::teardown(layout, name)?;
             if let Err(e) = runtime::build(layout, name, mode) {
                 // A half-built runtime holds links and copies only; the home is untouched.
                 runtime::discard(layout, name);
                 return Err(e);
             }
-            mode
+            (mode, owner_start)
         }
     };
     let record = new_record(name, request, held, owner_start);
-    session::save(layout, &record)?;
+    {
+        let _store = StateLock::acquire(layout)?;
+        session::save(layout, &record)?;
+    }
     let config_dir = layout.runtime_config_dir(name);
     Ok(Acquired {
         session: record.id,
@@ -228,6 +203,62 @@ fn acquire_as(
         home: false,
         pick: None,
     })
+}
+
+/// What an acquire does once it has looked at the store: join the live runtime (its mode and
+/// the owner's start time), or build one.
+enum Plan {
+    Join((LinkMode, Option<u64>)),
+    Build(LinkMode, Option<u64>),
+}
+
+/// The mode of the live runtime a new session of `name` joins, refused when the request names
+/// another mode or the runtime was built for another claude home.
+fn joined_mode(
+    layout: &Layout,
+    name: &ProfileName,
+    link_mode: Option<LinkModeRequest>,
+) -> Result<LinkMode> {
+    // Live sessions use this runtime: it is never rebuilt under them, even when its state
+    // cannot be read.
+    let state = runtime::load_state(layout, name)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the runtime of profile {name} has live sessions but its state {} cannot be read; release them, then acquire again",
+            layout.runtime_state(name).display()
+        )
+    })?;
+    if let Some(home) = state.claude_home.as_ref()
+        && *home != layout.claude_home
+    {
+        return Err(coded(
+            ErrorCode::HomeMismatch,
+            format!(
+                "profile {name} has live sessions for the claude home {}, and this call's is {}: two homes share this store; call with the same HOME, or release those sessions first",
+                home.display(),
+                layout.claude_home.display()
+            ),
+        ));
+    }
+    // Only a mode the request names can conflict; CLAUTH_LINK_MODE is a default for new
+    // runtimes.
+    let wanted = match link_mode {
+        Some(LinkModeRequest::Real) => Some(LinkMode::Real),
+        Some(LinkModeRequest::Fake) => Some(LinkMode::Fake),
+        _ => None,
+    };
+    if let Some(wanted) = wanted
+        && wanted != state.link_mode
+    {
+        return Err(coded(
+            ErrorCode::LinkModeConflict,
+            format!(
+                "profile {name} has a live runtime in {} mode; {} mode was asked for",
+                state.link_mode.as_str(),
+                wanted.as_str()
+            ),
+        ));
+    }
+    Ok(state.link_mode)
 }
 
 fn new_record(
@@ -288,11 +319,21 @@ pub fn tick(layout: &Layout, id: &SessionId) -> Result<Ticked> {
 
 /// A tick that keeps what it learned in `cache` for the next tick of the same runtime.
 pub fn tick_with(layout: &Layout, id: &SessionId, cache: &mut TickCache) -> Result<Ticked> {
-    let _lock = StateLock::acquire(layout)?;
-    prune(layout)?;
-    let mut record = session::load(layout, id)?;
+    // The profile's lock is taken before the store's, as everywhere.
+    let profile = profile_of(layout, id)?;
+    let _profile = ProfileLock::acquire_if_exists(layout, &profile)?;
+    let record = {
+        let _store = StateLock::acquire(layout)?;
+        prune(layout)?;
+        session::load(layout, id)?
+    };
     let report = runtime::sync(layout, &record.profile, cache)?;
+    let mut record = record;
     if record.lease_ms.is_some() {
+        let _store = StateLock::acquire(layout)?;
+        // Only a release (which takes this profile's lock) or a prune of a lease that ran out
+        // removes a record: a tick never brings one back.
+        record = session::load(layout, id)?;
         record.renew(now_ms());
         session::save(layout, &record)?;
     }
@@ -303,16 +344,39 @@ pub fn tick_with(layout: &Layout, id: &SessionId, cache: &mut TickCache) -> Resu
     })
 }
 
+/// The profile of session `id`, read without a lock (records are written whole and never
+/// change profile); a record that is not there is looked for again under the store lock, so
+/// the answer is the one a locked call gives.
+fn profile_of(layout: &Layout, id: &SessionId) -> Result<String> {
+    layout.ensure_store()?;
+    match session::load(layout, id) {
+        Ok(record) => Ok(record.profile),
+        Err(_) => {
+            let _store = StateLock::acquire(layout)?;
+            Ok(session::load(layout, id)?.profile)
+        }
+    }
+}
+
 /// Ends a session: a final sync, and teardown when it was the profile's last live session.
 pub fn release(layout: &Layout, id: &SessionId) -> Result<Released> {
-    let _lock = StateLock::acquire(layout)?;
-    // Load before pruning, so a session whose lease just ran out can still be released cleanly.
-    let record = session::load(layout, id)?;
-    let (live, _) = prune(layout)?;
-    let remaining = live_of(&live, &record.profile)
-        .filter(|r| r.id != record.id)
-        .count();
-    let (report, removed) = if logins::is_home(layout, &record.profile)? {
+    let profile = profile_of(layout, id)?;
+    let _profile = ProfileLock::acquire_if_exists(layout, &profile)?;
+    let (record, remaining, home) = {
+        let _store = StateLock::acquire(layout)?;
+        // Load before pruning, so a session whose lease just ran out can still be released
+        // cleanly.
+        let record = session::load(layout, id)?;
+        let (live, _) = prune(layout)?;
+        let remaining = live_of(&live, &record.profile)
+            .filter(|r| r.id != record.id)
+            .count();
+        let home = logins::is_home(layout, &record.profile)?;
+        (record, remaining, home)
+    };
+    // No new session of this profile can start while its lock is held, so `remaining` stays
+    // true through the teardown.
+    let (report, removed) = if home {
         // The home profile's sessions use the claude home: there is nothing to sync or remove.
         (Default::default(), false)
     } else if remaining == 0 {
@@ -323,7 +387,10 @@ pub fn release(layout: &Layout, id: &SessionId) -> Result<Released> {
             false,
         )
     };
-    session::remove(layout, &record.id)?;
+    {
+        let _store = StateLock::acquire(layout)?;
+        session::remove(layout, &record.id)?;
+    }
     Ok(Released {
         session: record.id,
         runtime_removed: removed,

@@ -61,6 +61,48 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// Adds what a later pass of the same sync did.
+    pub fn absorb(&mut self, later: SyncReport) {
+        let SyncReport {
+            credentials_saved,
+            credentials_rejected,
+            adopted,
+            linked,
+            unlinked,
+            copied_to_home,
+            copied_to_runtime,
+            deleted_in_home,
+            deleted_in_runtime,
+            conflicts,
+            settings_saved,
+            claude_json_saved,
+            rejected_documents,
+            skipped,
+        } = later;
+        self.credentials_saved |= credentials_saved;
+        self.credentials_rejected = credentials_rejected.or(self.credentials_rejected.take());
+        self.adopted.extend(adopted);
+        self.linked.extend(linked);
+        self.unlinked.extend(unlinked);
+        self.copied_to_home += copied_to_home;
+        self.copied_to_runtime += copied_to_runtime;
+        self.deleted_in_home += deleted_in_home;
+        self.deleted_in_runtime += deleted_in_runtime;
+        self.conflicts.extend(conflicts);
+        self.settings_saved |= settings_saved;
+        self.claude_json_saved |= claude_json_saved;
+        for doc in rejected_documents {
+            if !self.rejected_documents.contains(&doc) {
+                self.rejected_documents.push(doc);
+            }
+        }
+        for path in skipped {
+            if !self.skipped.contains(&path) {
+                self.skipped.push(path);
+            }
+        }
+    }
+
     /// Whether anything was saved or moved (serve sends an event then).
     pub fn is_eventful(&self) -> bool {
         self.credentials_saved

@@ -321,6 +321,9 @@ pub struct Outcome {
     pub home_rejected: bool,
     /// The sync state changed and must be saved.
     pub touched: bool,
+    /// A write waited for another writer (Claude Code's lock on either copy, or a newer
+    /// version renamed in meanwhile): the session's changes stay in its copy for the next sync.
+    pub deferred: bool,
 }
 
 /// The three-way merge of the shared documents, key by key, against the digests of the last
@@ -409,17 +412,61 @@ fn merge<'a>(
     (merged, digests)
 }
 
+/// Claude Code's lock directory on a document (`<path>.lock`).
+fn lock_dir_of(path: &Path) -> std::path::PathBuf {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    lock_path.into()
+}
+
 /// One three-way sync of a document between the runtime and the home.
 pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Result<Outcome> {
     // A home document linked in from a dotfiles repository is written where the link leads.
     let home = &fsx::resolve_link(home);
-    let mut out = Outcome::default();
     let runtime_now = Stamp::at(runtime)?;
     let home_now = Stamp::at(home)?;
     if runtime_now == state.runtime && home_now == state.home && state.base.is_empty() {
-        return Ok(out);
+        return Ok(Outcome::default());
     }
-    out.touched = true;
+    // Under Claude Code's own lock on the runtime's copy, which the session's Claude Code
+    // takes for its read-modify-write saves: a save that read the copy before this sync wrote
+    // it would otherwise put back what the sync replaced, and the next sync would take the
+    // missing keys for the session's removals.
+    // And under its lock on the home's document, taken before the home is read, so that no
+    // save of a plain `claude` lands between the read and the write of a merge (a busy one
+    // saves more often than a large document is merged). The runtime's lock comes first,
+    // always; Claude Code holds one of them at a time.
+    let Some(_runtime_lock) = fsx::LockDir::take(&lock_dir_of(runtime), HOME_LOCK_WAIT)? else {
+        return Ok(deferred());
+    };
+    let Some(_home_lock) = fsx::LockDir::take(&lock_dir_of(home), HOME_LOCK_WAIT)? else {
+        return Ok(deferred());
+    };
+    let runtime_now = Stamp::at(runtime)?;
+    let home_now = Stamp::at(home)?;
+    sync_locked(doc, home, runtime, state, runtime_now, home_now)
+}
+
+/// A sync that waited for another writer's lock and did nothing.
+fn deferred() -> Outcome {
+    Outcome {
+        deferred: true,
+        ..Outcome::default()
+    }
+}
+
+fn sync_locked(
+    doc: &Doc,
+    home: &Path,
+    runtime: &Path,
+    state: &mut JsonSync,
+    runtime_now: Option<Stamp>,
+    home_now: Option<Stamp>,
+) -> Result<Outcome> {
+    let mut out = Outcome {
+        touched: true,
+        ..Outcome::default()
+    };
     if !state.base.is_empty() {
         // Kept by an earlier version: its values as this version writes them.
         if state.digests.is_empty() {
@@ -494,16 +541,9 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
             .chain(home_private.iter())
             .map(|(k, v)| (k.as_str(), &**v));
         let bytes = render(entries, size_of(&merged) + size_of(&home_private));
-        // Under Claude Code's own lock on the file, so its read-modify-write saves and this
-        // merge never interleave; while it holds the lock the merge waits for a later tick.
-        let mut lock_path = home.as_os_str().to_owned();
-        lock_path.push(".lock");
-        let written = match fsx::LockDir::take(Path::new(&lock_path), HOME_LOCK_WAIT)? {
-            None => None,
-            Some(_lock) => {
-                fsx::replace_if_unchanged(home, &bytes, mode_or_private(home), home_now)?
-            }
-        };
+        // Over exactly the version read (a writer that takes no lock may still have been
+        // there first).
+        let written = fsx::replace_if_unchanged(home, &bytes, mode_or_private(home), home_now)?;
         match written {
             Some(stamp) => {
                 state.home = Some(stamp);
@@ -512,7 +552,10 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
             // Another writer got there first: the session's document stays as it is and its
             // stamp unrecorded, so its changes are merged again by the next tick instead of
             // being written over from the old base.
-            None => return Ok(out),
+            None => {
+                out.deferred = true;
+                return Ok(out);
+            }
         }
     } else {
         state.home = home_now;
@@ -558,7 +601,7 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
     Ok(out)
 }
 
-/// Syncs `settings.json` and `.claude.json`; returns whether the state changed.
+/// Syncs `settings.json` and `.claude.json`.
 pub fn sync_all(
     layout: &Layout,
     profile: &str,
@@ -566,7 +609,7 @@ pub fn sync_all(
     cfg: &Path,
     state: &mut super::RuntimeState,
     report: &mut SyncReport,
-) -> Result<bool> {
+) -> Result<Synced> {
     let settings = sync(
         &Doc::Settings(config),
         &layout.claude_home.join("settings.json"),
@@ -596,5 +639,16 @@ pub fn sync_all(
             .rejected_documents
             .push(layout.claude_json.display().to_string());
     }
-    Ok(settings.touched || claude_json.touched)
+    Ok(Synced {
+        touched: settings.touched || claude_json.touched,
+        deferred: settings.deferred || claude_json.deferred,
+    })
+}
+
+/// What [`sync_all`] did to the runtime's sync state.
+pub struct Synced {
+    /// The state changed and must be saved.
+    pub touched: bool,
+    /// A write waited for another writer; a sync that must be the last one tries again.
+    pub deferred: bool,
 }

@@ -1,8 +1,10 @@
 //! One runtime: its build, its sync with the claude home and the profile, and its teardown.
 //!
 //! A runtime lives in `runtimes/<profile>/`: its `config/` is handed to Claude Code, and
-//! `state.json` and `manifest.tsv` record the last sync. The caller holds the locks; nothing
-//! here knows of sessions.
+//! `state.json` and `manifest.tsv` record the last sync. The caller holds the profile's lock;
+//! what a sync shares with other profiles (the entries of the claude home that real mode links
+//! to and adopts into, and the merges of the two documents) is done here under the store lock,
+//! taken for just that part (see [`crate::lock`]). Nothing here knows of sessions.
 
 mod account;
 mod cache;
@@ -31,6 +33,7 @@ pub use names::{MANAGED, PER_PROFILE, is_managed};
 use crate::fsx;
 use crate::ids::now_ms;
 use crate::layout::Layout;
+use crate::lock::StateLock;
 use crate::profile;
 use crate::protocol::{LinkMode, LinkModeRequest, SyncReport};
 
@@ -105,7 +108,7 @@ fn sync_runtime(
     state: &mut RuntimeState,
     scope: &fake::Scope,
     manifests: &mut Option<(ManifestStamp, fake::Manifest)>,
-) -> Result<(SyncReport, bool)> {
+) -> Result<Pass> {
     let layout = &*state.layout_for(layout);
     let mut report = SyncReport::default();
     // Checked on every sync, not only at acquire: a profile directory swapped for a symlink
@@ -124,9 +127,14 @@ fn sync_runtime(
     match state.link_mode {
         LinkMode::Real => {
             creds::recover(&cfg, &canonical, &mut report)?;
-            real::recover(&layout.claude_home, &cfg, &mut report)?;
             creds::sync_real(&canonical, &cred_file, &mut report)?;
-            real::sync(&layout.claude_home, &cfg, &mut report)?;
+            {
+                // The home's entries are every real-mode runtime's: two adoptions of one new
+                // name must not meet.
+                let _store = StateLock::acquire(layout)?;
+                real::recover(&layout.claude_home, &cfg, &mut report)?;
+                real::sync(&layout.claude_home, &cfg, &mut report)?;
+            }
             per_profile::link(layout, profile, &cfg)?;
         }
         LinkMode::Fake => {
@@ -142,8 +150,55 @@ fn sync_runtime(
     if let Some(kc) = &layout.keychain {
         item::sync(kc, &item::service(layout, profile), &canonical, &mut report)?;
     }
-    touched |= documents::sync_all(layout, profile, &config, &cfg, state, &mut report)?;
-    Ok((report, touched))
+    // The home's two documents take every runtime's keys: merges into them never overlap.
+    let _store = StateLock::acquire(layout)?;
+    let docs = documents::sync_all(layout, profile, &config, &cfg, state, &mut report)?;
+    Ok(Pass {
+        report,
+        touched: touched || docs.touched,
+        deferred: docs.deferred,
+    })
+}
+
+/// What one sync pass did.
+struct Pass {
+    report: SyncReport,
+    /// The state changed and must be saved.
+    touched: bool,
+    /// A document write waited for another writer; the session's changes are still only in
+    /// the runtime.
+    deferred: bool,
+}
+
+/// How many passes a teardown makes while another writer holds a document back, and the pause
+/// between them: a few seconds in all, far longer than Claude Code holds its locks.
+const LAST_PASS_TRIES: u32 = 12;
+const LAST_PASS_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The last sync before a runtime goes: passes until no document write is held back, so what
+/// the session wrote reaches its place before its copy is removed; `lock_timeout` (the runtime
+/// left as it is) when another writer held one back the whole time.
+fn last_pass(layout: &Layout, profile: &str, state: &mut RuntimeState) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+    for _ in 0..LAST_PASS_TRIES {
+        let pass = sync_runtime(layout, profile, state, &fake::Scope::Full, &mut None)?;
+        report.absorb(pass.report);
+        // Recorded before the removal: a crash in between must not replay this merge of the
+        // documents from a base that is already out of date.
+        if pass.touched {
+            save_state(layout, profile, state)?;
+        }
+        if !pass.deferred {
+            return Ok(report);
+        }
+        std::thread::sleep(LAST_PASS_PAUSE);
+    }
+    Err(crate::error::coded(
+        crate::error::ErrorCode::LockTimeout,
+        format!(
+            "another writer kept ~/.claude.json or settings.json locked while the last session of profile {profile} ended; its runtime stays until it can be synced: release again, or run `clauth-helper gc`"
+        ),
+    ))
 }
 
 /// A fake-mode mirror pass, with the manifest from the cache when its file is unchanged.
@@ -193,7 +248,9 @@ pub fn sync(layout: &Layout, profile: &str, cache: &mut TickCache) -> Result<Syn
     let Some((_, state)) = state.as_mut() else {
         return Ok(SyncReport::default());
     };
-    let (report, touched) = sync_runtime(layout, profile, state, &scope, manifest)?;
+    let Pass {
+        report, touched, ..
+    } = sync_runtime(layout, profile, state, &scope, manifest)?;
     if touched {
         save_state(layout, profile, state)?;
         let path = layout.runtime_state(profile);
@@ -224,16 +281,7 @@ pub fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
         // Without its config dir there is nothing to sync, and a mirror pass would read every
         // missing file as a deletion.
         Some(_) if !cfg.is_dir() => SyncReport::default(),
-        Some(mut state) => {
-            let (report, touched) =
-                sync_runtime(layout, profile, &mut state, &fake::Scope::Full, &mut None)?;
-            // Recorded before the removal: a crash in between must not replay this merge of
-            // the documents from a base that is already out of date.
-            if touched {
-                save_state(layout, profile, &state)?;
-            }
-            report
-        }
+        Some(mut state) => last_pass(layout, profile, &mut state)?,
         None if cfg.is_dir() => {
             // Nothing says which side is newer: credentials go through the usual checks, and
             // files through a mirror pass that knows no history, which deletes nothing and
@@ -279,7 +327,9 @@ pub fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
     let trash = fsx::unique_sibling(&layout.runtimes_dir(), "trash");
     std::fs::rename(&dir, &trash)
         .with_context(|| format!("cannot move {} aside", dir.display()))?;
-    fsx::remove_entry(&trash)?;
+    // Trash holds nothing of anyone's any more: a removal cut short (or racing an acquire's
+    // sweep of trash) is finished by a later sweep.
+    let _ = fsx::remove_entry(&trash);
     Ok(report)
 }
 

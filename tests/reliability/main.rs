@@ -12,6 +12,7 @@ mod common;
 mod bad_input;
 mod crash;
 mod load;
+mod locks;
 mod races;
 mod security;
 mod trees;
