@@ -691,6 +691,100 @@ fn bench_documents(root: &Path, mib: usize, runs: usize, rows: &mut Vec<Row>) {
     let _ = child.wait();
 }
 
+/// Another profile's verbs while one profile's fake-mode acquire copies a home of `files`
+/// files: each `tick` and `status` of the other profile is a whole process, timed one after
+/// another for as long as the acquire runs, and the same calls timed with nothing else running,
+/// side by side in this run.
+fn bench_busy(root: &Path, files: usize, runs: usize, rows: &mut Vec<Row>) {
+    let home = home(root, files);
+    let claude = home.join(".claude");
+    let mut push = |what: String, value: String| rows.push(Row { what, value });
+    push(
+        format!(
+            "**{files} files** ({:.0} MiB), profile `bench` acquired in fake mode",
+            walk_bytes(&claude) as f64 / 1048576.0
+        ),
+        String::new(),
+    );
+    let store = root.join(format!("store-busy-{files}"));
+    let _ = fs::remove_dir_all(&store);
+    let w = World { home, store };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/credentials");
+    for (name, creds) in [("bench", "work.json"), ("other", "personal.json")] {
+        let (_, _) = measure(
+            w.cmd(&["profile", "add", name, "--credentials"])
+                .arg(fixtures.join(creds)),
+            b"",
+        );
+    }
+    let (_, v) = w.call("acquire", r#"{"profile":"other","link_mode":"real"}"#);
+    let tick_body = format!("{{\"session\":{}}}", v["session"]);
+    let quiet = |w: &World| -> (Vec<Duration>, Vec<Duration>) {
+        let ticks = (0..20).map(|_| w.call("tick", &tick_body).0.wall).collect();
+        let statuses = (0..20).map(|_| w.call("status", "{}").0.wall).collect();
+        (ticks, statuses)
+    };
+    let (mut idle_ticks, mut idle_status) = (Vec::new(), Vec::new());
+    let (mut busy_ticks, mut busy_status) = (Vec::new(), Vec::new());
+    let mut acquires = Vec::new();
+    for _ in 0..runs {
+        let (t, s) = quiet(&w);
+        idle_ticks.extend(t);
+        idle_status.extend(s);
+        walk_bytes(&claude);
+        let start = Instant::now();
+        let mut acquire = w
+            .cmd(&["acquire"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        acquire
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(br#"{"profile":"bench","link_mode":"fake"}"#)
+            .unwrap();
+        // Only calls that start and end while the acquire runs count.
+        loop {
+            let (tick, _) = w.call("tick", &tick_body);
+            let (status, _) = w.call("status", "{}");
+            if acquire.try_wait().unwrap().is_some() {
+                break;
+            }
+            busy_ticks.push(tick.wall);
+            busy_status.push(status.wall);
+        }
+        let out = acquire.wait_with_output().unwrap();
+        acquires.push(start.elapsed());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ok"], true, "acquire failed: {v}");
+        w.call("release", &format!("{{\"session\":{}}}", v["session"]));
+    }
+    let max = |xs: &[Duration]| xs.iter().max().copied().unwrap_or_default();
+    push(
+        "fake acquire of `bench` (median)".into(),
+        format!("{} ms", ms(median(acquires))),
+    );
+    for (what, idle, busy) in [
+        ("tick", &idle_ticks, &busy_ticks),
+        ("status", &idle_status, &busy_status),
+    ] {
+        push(
+            format!("`other`'s {what}, nothing else running: median / max"),
+            format!("{} / {} ms", ms(median(idle.clone())), ms(max(idle))),
+        );
+        push(
+            format!(
+                "`other`'s {what} during the acquire: median / max ({} calls)",
+                busy.len()
+            ),
+            format!("{} / {} ms", ms(median(busy.clone())), ms(max(busy))),
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // Helpers run as processes of their own, so that the documents they hold never count in
@@ -731,6 +825,21 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-homes");
     fs::create_dir_all(&root).unwrap();
     let mut rows = Vec::new();
+    if let Some(sizes) = value("--busy") {
+        for files in sizes
+            .split(',')
+            .map(|s| s.parse::<usize>().expect("--busy takes numbers of files"))
+        {
+            eprintln!("benchmarking another profile during a fake acquire of {files} files ...");
+            bench_busy(&root, files, runs, &mut rows);
+        }
+        let mut out = String::from("| measurement | whole processes |\n|---|---|\n");
+        for r in rows {
+            out.push_str(&format!("| {} | {} |\n", r.what, r.value));
+        }
+        println!("{out}");
+        return;
+    }
     if let Some(sizes) = value("--documents") {
         for mib in sizes
             .split(',')

@@ -2,7 +2,7 @@
 //!
 //! Two kinds, taken in one order:
 //!
-//! 1. **Profile locks** (`locks/<profile>.lock`), one per profile, held for the whole of a verb
+//! 1. **Profile locks** (`profiles/<name>/lock`), one per profile, held for the whole of a verb
 //!    that works on that profile's runtime or directory: acquire (the build of a runtime
 //!    included), tick, release, and the administration of that profile. Several are taken in
 //!    ascending order of name.
