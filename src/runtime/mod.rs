@@ -105,6 +105,7 @@ fn sync_runtime(
     state: &mut RuntimeState,
     scope: &fake::Scope,
     manifests: &mut Option<(ManifestStamp, fake::Manifest)>,
+    kept: &mut documents::Cache,
 ) -> Result<(SyncReport, bool)> {
     let layout = &*state.layout_for(layout);
     let mut report = SyncReport::default();
@@ -142,7 +143,7 @@ fn sync_runtime(
     if let Some(kc) = &layout.keychain {
         item::sync(kc, &item::service(layout, profile), &canonical, &mut report)?;
     }
-    touched |= documents::sync_all(layout, profile, &config, &cfg, state, &mut report)?;
+    touched |= documents::sync_all(layout, profile, &config, &cfg, state, kept, &mut report)?;
     Ok((report, touched))
 }
 
@@ -188,12 +189,15 @@ pub fn sync(layout: &Layout, profile: &str, cache: &mut TickCache) -> Result<Syn
         Some(_) => fake::Scope::Full,
     };
     let TickCache {
-        state, manifest, ..
+        state,
+        manifest,
+        documents,
+        ..
     } = cache;
     let Some((_, state)) = state.as_mut() else {
         return Ok(SyncReport::default());
     };
-    let (report, touched) = sync_runtime(layout, profile, state, &scope, manifest)?;
+    let (report, touched) = sync_runtime(layout, profile, state, &scope, manifest, documents)?;
     if touched {
         save_state(layout, profile, state)?;
         let path = layout.runtime_state(profile);
@@ -225,8 +229,14 @@ pub fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
         // missing file as a deletion.
         Some(_) if !cfg.is_dir() => SyncReport::default(),
         Some(mut state) => {
-            let (report, touched) =
-                sync_runtime(layout, profile, &mut state, &fake::Scope::Full, &mut None)?;
+            let (report, touched) = sync_runtime(
+                layout,
+                profile,
+                &mut state,
+                &fake::Scope::Full,
+                &mut None,
+                &mut Default::default(),
+            )?;
             // Recorded before the removal: a crash in between must not replay this merge of
             // the documents from a base that is already out of date.
             if touched {
