@@ -880,6 +880,38 @@ pub(super) fn sync(
     Ok(out)
 }
 
+/// At teardown, after the final sync: the runtime's copy of a document holding changes that
+/// did not reach the home (the home's did not parse, or another writer kept the merge out) is
+/// kept in the profile before it goes with the runtime, as `<name>.unmerged-<ms>.json`
+/// (0600), and said in `report`.
+pub fn keep_unmerged(
+    layout: &Layout,
+    profile: &str,
+    cfg: &Path,
+    state: &super::RuntimeState,
+    report: &mut SyncReport,
+) -> Result<()> {
+    for (name, sync) in [
+        ("settings.json", &state.settings),
+        (".claude.json", &state.claude_json),
+    ] {
+        let copy = cfg.join(name);
+        let now = Stamp::at(&copy)?;
+        if now.is_none() || now == sync.runtime {
+            // Gone, or merged as it is.
+            continue;
+        }
+        let kept = layout.profile_dir(profile).join(format!(
+            "{}.unmerged-{}.json",
+            name.trim_start_matches('.'),
+            crate::ids::now_ms()
+        ));
+        fsx::copy_file_atomic(&copy, &kept, Some(fsx::PRIVATE_FILE))?;
+        report.kept_documents.push(kept.display().to_string());
+    }
+    Ok(())
+}
+
 /// Syncs `settings.json` and `.claude.json`; returns whether the state changed.
 pub fn sync_all(
     layout: &Layout,

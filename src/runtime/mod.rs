@@ -242,6 +242,14 @@ pub fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
             if touched {
                 save_state(layout, profile, &state)?;
             }
+            let mut report = report;
+            documents::keep_unmerged(
+                &state.layout_for(layout),
+                profile,
+                &cfg,
+                &state,
+                &mut report,
+            )?;
             report
         }
         None if cfg.is_dir() => {
