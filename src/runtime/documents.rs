@@ -321,6 +321,7 @@ fn scan(text: &str, prev: Option<(&str, &[Item])>) -> Option<Vec<Item>> {
 /// Reads a document: its text as Node's `JSON.parse` reads it (lone surrogate escapes marked),
 /// scanned where it differs from `prev`.
 fn read_doc(path: &Path, prev: Option<&Known>) -> Result<Found> {
+    crate::platform::return_big_frees();
     let Some(bytes) = fsx::read_optional(path)? else {
         return Ok(Found::Missing);
     };
@@ -683,12 +684,25 @@ fn merge<'a>(
 }
 
 /// One side of a document as a sync starts: as kept when its stamp says it is the same file,
-/// else read (scanned where it differs from the one kept).
-fn side(path: &Path, now: Option<Stamp>, kept: Option<(Stamp, Known)>) -> Result<Found> {
+/// else read, scanned only where it differs from the first text read whole among the one kept
+/// of this side and `others` (the other side's: the two differ by the overlay only).
+fn side(
+    path: &Path,
+    now: Option<Stamp>,
+    kept: Option<(Stamp, Known)>,
+    others: &[Option<&Known>],
+) -> Result<Found> {
     match (now, kept) {
         (None, _) => Ok(Found::Missing),
         (Some(now), Some((stamp, known))) if stamp == now => Ok(Found::Doc(known)),
-        (Some(_), kept) => read_doc(path, kept.as_ref().map(|(_, k)| k)),
+        (Some(_), kept) => {
+            let own = kept.as_ref().map(|(_, k)| k);
+            let prev = std::iter::once(own)
+                .chain(others.iter().copied())
+                .flatten()
+                .find(|k| k.scanned.is_some());
+            read_doc(path, prev)
+        }
     }
 }
 
@@ -724,15 +738,22 @@ pub(super) fn sync(
     let home_changed = home_now != state.home;
 
     // What is known of each side stays kept only where this sync knows it to be current.
-    let home_found = side(home, home_now, kept.home.take())?;
+    let kept_home = kept.home.take();
     let kept_runtime = kept.runtime.take();
     let session_read = runtime_now != state.runtime;
     let (session_found, current_kept) = if session_read {
-        (side(runtime, runtime_now, kept_runtime)?, None)
+        let others = [kept_home.as_ref().map(|(_, k)| k)];
+        (side(runtime, runtime_now, kept_runtime, &others)?, None)
     } else {
         let current = kept_runtime.filter(|(s, _)| Some(*s) == runtime_now);
         (Found::Missing, current.map(|(_, k)| k))
     };
+    let session_whole = match &session_found {
+        Found::Doc(k) => Some(k),
+        _ => None,
+    };
+    let others = [session_whole, current_kept.as_ref()];
+    let home_found = side(home, home_now, kept_home, &others)?;
     let home_parses = !matches!(home_found, Found::Unparsable);
     let home_known = match home_found {
         Found::Doc(k) => Some(k),
