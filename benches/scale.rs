@@ -687,6 +687,23 @@ fn bench_documents(root: &Path, mib: usize, runs: usize, rows: &mut Vec<Row>) {
         "`serve`: CPU per idle second".into(),
         format!("{:.3} ms", idle_cpu.as_secs_f64() * 1000.0),
     );
+    // The peak resident memory of `serve` over its whole life, rewrites included.
+    let hwm_kib: u64 = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0);
+    push(
+        "`serve`: peak memory".into(),
+        format!(
+            "{} MiB ({:.1}× the document)",
+            hwm_kib / 1024,
+            (hwm_kib * 1024) as f64 / size as f64
+        ),
+    );
     drop(stdin);
     let _ = child.wait();
 }

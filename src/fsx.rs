@@ -171,9 +171,20 @@ pub fn replace_if_unchanged(
     mode: u32,
     expected: Option<Stamp>,
 ) -> Result<Option<Stamp>> {
+    replace_if_unchanged_with(path, mode, expected, |out| out.write_all(bytes))
+}
+
+/// Like [`replace_if_unchanged`], with the contents written by `fill` through a buffer, so a
+/// big document goes to the file piece by piece and is never whole in memory.
+pub fn replace_if_unchanged_with(
+    path: &Path,
+    mode: u32,
+    expected: Option<Stamp>,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<Option<Stamp>> {
     let dir = parent_of(path)?;
     let new = unique_sibling(dir, "doc");
-    atomic_write(&new, bytes, mode)?;
+    atomic_write_with(&new, mode, fill)?;
     let ours = Stamp::at(&new)?;
     // Most races end here: a newer version arrived while this one was being written.
     if Stamp::at(path)? != expected {

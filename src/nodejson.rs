@@ -84,24 +84,29 @@ pub fn mark(bytes: &[u8]) -> Cow<'_, [u8]> {
 
 /// The serialised text with each marker and its four hex digits turned into `\uXXXX`.
 pub fn unmark(text: Vec<u8>) -> Vec<u8> {
-    let marks: Vec<usize> = memmem::find_iter(&text, MARK).collect();
-    if marks.is_empty() {
+    if memmem::find(&text, MARK).is_none() {
         return text;
     }
     let mut out = Vec::with_capacity(text.len());
+    write_unmarked(&mut out, &text).expect("a Vec takes every write");
+    out
+}
+
+/// Writes `text` to `out` with each marker and its four hex digits turned into `\uXXXX`, for
+/// a document written piece by piece (a marker never spans two values).
+pub fn write_unmarked(out: &mut dyn std::io::Write, text: &[u8]) -> std::io::Result<()> {
     let mut from = 0;
-    for at in marks {
+    for at in memmem::find_iter(text, MARK) {
         let digits = at + MARK.len();
-        if at < from || hex4(&text, digits).is_none() {
+        if at < from || hex4(text, digits).is_none() {
             continue;
         }
-        out.extend_from_slice(&text[from..at]);
-        out.extend_from_slice(b"\\u");
-        out.extend_from_slice(&text[digits..digits + 4]);
+        out.write_all(&text[from..at])?;
+        out.write_all(b"\\u")?;
+        out.write_all(&text[digits..digits + 4])?;
         from = digits + 4;
     }
-    out.extend_from_slice(&text[from..]);
-    out
+    out.write_all(&text[from..])
 }
 
 /// Whether the backslash at `at` starts an escape (it is not itself escaped): an odd number of

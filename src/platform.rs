@@ -143,12 +143,33 @@ pub fn name_from_bytes(bytes: Vec<u8>) -> std::ffi::OsString {
     imp::name_from_bytes(bytes)
 }
 
+/// Makes the allocator give big freed buffers back to the system at once. glibc raises its mmap
+/// threshold to the size of the last big buffer freed, and buffers under it live in the heap,
+/// where freed memory stays resident: a holder that reads a big document every few seconds
+/// would keep three of its texts resident instead of the two it holds. Once per process.
+pub fn return_big_frees() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(imp::return_big_frees);
+}
+
 #[cfg(unix)]
 mod imp {
     pub use super::imp_signals::{Signals, exit_code};
     use std::io;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::path::Path;
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    pub fn return_big_frees() {
+        // SAFETY: mallopt only sets an allocator parameter; M_MMAP_THRESHOLD takes a size, and
+        // a fixed one also stops its adjustment.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    pub fn return_big_frees() {}
 
     pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(target, link)
@@ -339,6 +360,8 @@ mod imp {
     pub use super::imp_signals::{Signals, exit_code};
     use std::io;
     use std::path::Path;
+
+    pub fn return_big_frees() {}
 
     /// Windows names are 16-bit units: an unpaired surrogate is carried as its units, two
     /// bytes each, little-endian.

@@ -58,6 +58,13 @@ pub struct SyncReport {
     /// permission), left alone on both sides: nothing was copied or deleted for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
+    /// Set by a release that removed the runtime: full paths of the copies of the session's
+    /// documents kept in its profile (`profiles/<profile>/claude.json.unmerged-<ms>.json`,
+    /// `settings.json.unmerged-<ms>.json`), because their changes could not be merged into the
+    /// home's (it did not parse, or another writer kept the merge out) and the runtime's copy
+    /// went with the runtime.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_documents: Vec<String>,
 }
 
 impl SyncReport {
@@ -78,6 +85,7 @@ impl SyncReport {
             claude_json_saved,
             rejected_documents,
             skipped,
+            kept_documents,
         } = later;
         self.credentials_saved |= credentials_saved;
         self.credentials_rejected = credentials_rejected.or(self.credentials_rejected.take());
@@ -101,6 +109,7 @@ impl SyncReport {
                 self.skipped.push(path);
             }
         }
+        self.kept_documents.extend(kept_documents);
     }
 
     /// Whether anything was saved or moved (serve sends an event then).
@@ -113,6 +122,7 @@ impl SyncReport {
             || !self.conflicts.is_empty()
             || self.settings_saved
             || self.claude_json_saved
+            || !self.kept_documents.is_empty()
     }
 }
 

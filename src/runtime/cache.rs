@@ -22,6 +22,9 @@ pub struct TickCache {
     pub(super) state: Option<(Stamp, RuntimeState)>,
     pub(super) manifest: Option<(ManifestStamp, Manifest)>,
     ticks_since_full: u32,
+    /// The two JSON documents of each side as last read or written, so a tick after a rewrite
+    /// of one reads only that one, and parses only the keys that changed.
+    pub(super) documents: super::documents::Cache,
 }
 
 /// Notifications can miss changes behind symlinked folders; a full pass now and then catches them.

@@ -16,7 +16,10 @@
 //! it did not change comes back byte for byte.
 
 use std::borrow::Cow;
+use std::io::{self, Write};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use indexmap::IndexMap;
@@ -51,82 +54,344 @@ pub struct JsonSync {
     pub base: Map<String, Value>,
 }
 
-/// A document read as its top-level keys and each key's value as written, borrowed from the
-/// text read: a document costs its text and an index, not a copy.
-type RawDoc<'t> = IndexMap<String, &'t RawValue>;
+/// A text a document was read from (lone surrogates marked, see `nodejson`), or one made here.
+type Text = Arc<String>;
 
-/// A document made of values borrowed from documents read, and of values made here.
-type View<'a> = IndexMap<String, Cow<'a, RawValue>>;
+/// A key at the top level of a document as scanned, with its value's range.
+type Item = (String, Range<usize>);
 
-fn view<'t>(doc: &RawDoc<'t>) -> View<'t> {
-    doc.iter()
-        .map(|(k, v)| (k.clone(), Cow::Borrowed(*v)))
-        .collect()
+/// A document as its top-level keys, each with its value as written: a range of one of the
+/// texts it holds. A document read is one text and an index into it; one a sync put together
+/// shares the texts it came from instead of copying them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Known {
+    texts: Vec<Text>,
+    entries: IndexMap<String, (usize, Range<usize>)>,
+    /// For a document read from a file: its top level as scanned (every key as it came, with
+    /// its value's range in `texts[0]`), from which the next version of the file is scanned
+    /// only where it differs.
+    scanned: Option<Vec<Item>>,
 }
 
-/// A document's text as Node's `JSON.parse` reads it (lone surrogate escapes marked), or
-/// `None` when the file is missing.
-fn read_text(path: &Path) -> Result<Option<Vec<u8>>> {
-    Ok(
-        fsx::read_optional(path)?.map(|bytes| match crate::nodejson::mark(&bytes) {
-            Cow::Borrowed(_) => bytes,
-            Cow::Owned(marked) => marked,
-        }),
-    )
+/// What a long-lived holder keeps of one document between ticks: each side as it last read
+/// or wrote it, with the stamp the file had then. A side whose stamp still matches is not read
+/// again; one that changed is scanned only where its text differs from the one kept.
+#[derive(Debug, Default)]
+pub(super) struct Kept {
+    home: Option<(Stamp, Known)>,
+    runtime: Option<(Stamp, Known)>,
 }
 
-/// Parses a document's text; `Err` when it is not a JSON object.
-fn parse_raw<'t>(text: &'t [u8], path: &Path) -> Result<RawDoc<'t>> {
-    serde_json::from_slice(text)
-        .map_err(|_| anyhow::anyhow!("{} is not a JSON object", path.display()))
+/// [`Kept`] for both documents of a runtime.
+#[derive(Debug, Default)]
+pub(super) struct Cache {
+    settings: Kept,
+    claude_json: Kept,
 }
 
-/// The text of a document in `JSON.stringify(doc, null, 2)`'s layout, from its values as
-/// written (a value written in that layout at the top level is already indented for it).
-fn render<'v>(entries: impl Iterator<Item = (&'v str, &'v RawValue)>, size: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(size + 64);
-    out.push(b'{');
+/// A document made of values borrowed from documents read, and of values made here, each as
+/// written (JSON text in Claude Code's layout at the top level).
+type View<'a> = IndexMap<String, Cow<'a, str>>;
+
+/// What reading a document found.
+enum Found {
+    Missing,
+    /// The file is not a JSON object.
+    Unparsable,
+    Doc(Known),
+}
+
+impl Known {
+    fn view(&self) -> View<'_> {
+        self.entries
+            .iter()
+            .map(|(k, (t, r))| (k.clone(), Cow::Borrowed(&self.texts[*t][r.clone()])))
+            .collect()
+    }
+
+    /// A document read from `text`, scanned only where it differs from `prev` when that is a
+    /// document read too.
+    fn parse(text: String, prev: Option<&Known>) -> Option<Known> {
+        let prev = prev.and_then(|p| Some((p.texts.first()?.as_str(), p.scanned.as_deref()?)));
+        let scanned = scan(&text, prev)?;
+        let mut entries = IndexMap::with_capacity(scanned.len());
+        for (k, r) in &scanned {
+            entries.insert(k.clone(), (0, r.clone()));
+        }
+        Some(Known {
+            texts: vec![Arc::new(text)],
+            entries,
+            scanned: Some(scanned),
+        })
+    }
+
+    /// The document `view` describes, holding the texts of `sources` its values are borrowed
+    /// from; values made here, and the few values a big text would otherwise be kept for, are
+    /// copied into one text of its own.
+    fn of(view: &View, sources: &[&Known]) -> Known {
+        let texts: Vec<&Text> = sources.iter().flat_map(|s| s.texts.iter()).collect();
+        let place = |v: &str| {
+            let (at, end) = (v.as_ptr() as usize, v.as_ptr() as usize + v.len());
+            texts.iter().position(|t| {
+                let start = t.as_ptr() as usize;
+                start <= at && end <= start + t.len()
+            })
+        };
+        let places: Vec<Option<usize>> = view
+            .values()
+            .map(|v| match v {
+                Cow::Borrowed(v) => place(v),
+                Cow::Owned(_) => None,
+            })
+            .collect();
+        let mut used = vec![0usize; texts.len()];
+        for (v, p) in view.values().zip(&places) {
+            if let Some(p) = p {
+                used[*p] += v.len();
+            }
+        }
+        // A text is kept only for a good part of it: a small value does not hold a big text.
+        let keep: Vec<bool> = texts
+            .iter()
+            .zip(&used)
+            .map(|(t, u)| *u > 0 && *u >= t.len() / 4)
+            .collect();
+        let mut kept: Vec<Text> = Vec::new();
+        let mut index_of = vec![usize::MAX; texts.len()];
+        let mut made = String::new();
+        let mut entries = IndexMap::with_capacity(view.len());
+        for ((k, v), p) in view.iter().zip(&places) {
+            let entry = match p {
+                Some(p) if keep[*p] => {
+                    if index_of[*p] == usize::MAX {
+                        index_of[*p] = kept.len();
+                        kept.push(texts[*p].clone());
+                    }
+                    let start = v.as_ptr() as usize - texts[*p].as_ptr() as usize;
+                    (index_of[*p], start..start + v.len())
+                }
+                _ => {
+                    let start = made.len();
+                    made.push_str(v);
+                    (usize::MAX, start..made.len())
+                }
+            };
+            entries.insert(k.clone(), entry);
+        }
+        if !made.is_empty() || entries.values().any(|(t, _)| *t == usize::MAX) {
+            let at = kept.len();
+            kept.push(Arc::new(made));
+            for (t, _) in entries.values_mut() {
+                if *t == usize::MAX {
+                    *t = at;
+                }
+            }
+        }
+        Known {
+            texts: kept,
+            entries,
+            scanned: None,
+        }
+    }
+}
+
+const CHUNK: usize = 1 << 12;
+
+/// How many bytes `a` and `b` share at their start.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + CHUNK <= n && a[i..i + CHUNK] == b[i..i + CHUNK] {
+        i += CHUNK;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// How many bytes `a` and `b` share at their end, at most `limit`.
+fn common_suffix(a: &[u8], b: &[u8], limit: usize) -> usize {
+    let (a, b) = (&a[a.len() - limit..], &b[b.len() - limit..]);
+    let mut i = 0;
+    while i + CHUNK <= limit && a[limit - i - CHUNK..limit - i] == b[limit - i - CHUNK..limit - i] {
+        i += CHUNK;
+    }
+    while i < limit && a[limit - i - 1] == b[limit - i - 1] {
+        i += 1;
+    }
+    i
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// One JSON value of type `T` at `at` in `text` and the offset where it ends.
+fn one<'t, T: Deserialize<'t>>(text: &'t str, at: usize) -> Option<(T, usize)> {
+    let mut values = serde_json::Deserializer::from_str(&text[at..]).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    Some((value, at + values.byte_offset()))
+}
+
+/// The top level of the JSON object `text` is: each key as it comes and its value's range;
+/// `None` when it is not a JSON object. With `prev`, an earlier text and its scan, the keys
+/// before the first byte that differs and after the point where the two scans meet again are
+/// taken from it, so only the values in between are parsed.
+fn scan(text: &str, prev: Option<(&str, &[Item])>) -> Option<Vec<Item>> {
+    let b = text.as_bytes();
+    let mut items: Vec<Item> = Vec::new();
+    let mut i;
+    // The scan of `prev` from the first key it may share at its end, where `text` matches it
+    // from `from` on, its offsets `shift` bytes further.
+    let mut tail: Option<(&[Item], usize, isize)> = None;
+    match prev {
+        Some((old, old_items)) => {
+            let p = common_prefix(old.as_bytes(), b);
+            let limit = old.len().min(b.len()) - p;
+            let s = common_suffix(old.as_bytes(), b, limit);
+            // A value is the same when it and the byte after it (which ends a number) are.
+            let same = old_items.iter().take_while(|(_, r)| r.end < p).count();
+            items.extend_from_slice(&old_items[..same]);
+            tail = Some((
+                &old_items[same..],
+                b.len() - s,
+                b.len() as isize - old.len() as isize,
+            ));
+            i = match items.last() {
+                Some((_, r)) => r.end,
+                None => {
+                    let at = skip_ws(b, 0);
+                    (b.get(at) == Some(&b'{')).then_some(at + 1)?
+                }
+            };
+        }
+        None => {
+            let at = skip_ws(b, 0);
+            i = (b.get(at) == Some(&b'{')).then_some(at + 1)?;
+        }
+    }
+    loop {
+        i = skip_ws(b, i);
+        if !items.is_empty() {
+            match b.get(i)? {
+                b',' => i = skip_ws(b, i + 1),
+                b'}' => break,
+                _ => return None,
+            }
+        } else if b.get(i)? == &b'}' {
+            break;
+        }
+        if b.get(i)? != &b'"' {
+            return None;
+        }
+        let (key, end) = one::<String>(text, i)?;
+        i = skip_ws(b, end);
+        if b.get(i)? != &b':' {
+            return None;
+        }
+        let (value, _) = one::<&RawValue>(text, i + 1)?;
+        let start = value.get().as_ptr() as usize - text.as_ptr() as usize;
+        i = start + value.get().len();
+        items.push((key, start..i));
+        // Where this value ends, the earlier text had a value end too, and everything after is
+        // the same: the rest of its scan holds, moved.
+        if let Some((old_items, from, shift)) = tail
+            && i >= from
+            && let Ok(at) =
+                old_items.binary_search_by_key(&(i as isize - shift), |(_, r)| r.end as isize)
+        {
+            let moved = |r: &Range<usize>| {
+                (r.start as isize + shift) as usize..(r.end as isize + shift) as usize
+            };
+            items.extend(
+                old_items[at + 1..]
+                    .iter()
+                    .map(|(k, r)| (k.clone(), moved(r))),
+            );
+            return Some(items);
+        }
+    }
+    (skip_ws(b, i + 1) == b.len()).then_some(items)
+}
+
+/// Reads a document: its text as Node's `JSON.parse` reads it (lone surrogate escapes marked),
+/// scanned where it differs from `prev`.
+fn read_doc(path: &Path, prev: Option<&Known>) -> Result<Found> {
+    crate::platform::return_big_frees();
+    let Some(bytes) = fsx::read_optional(path)? else {
+        return Ok(Found::Missing);
+    };
+    let bytes = match crate::nodejson::mark(&bytes) {
+        Cow::Borrowed(_) => bytes,
+        Cow::Owned(marked) => marked,
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Ok(Found::Unparsable);
+    };
+    Ok(match Known::parse(text, prev) {
+        Some(known) => Found::Doc(known),
+        None => Found::Unparsable,
+    })
+}
+
+/// Writes a document in `JSON.stringify(doc, null, 2)`'s layout, from its values as written (a
+/// value written in that layout at the top level is already indented for it), piece by piece.
+fn write_doc<'v>(
+    out: &mut dyn Write,
+    entries: impl Iterator<Item = (&'v str, &'v str)>,
+) -> io::Result<()> {
+    out.write_all(b"{")?;
     let mut any = false;
     for (key, value) in entries {
-        out.extend_from_slice(if any { b",\n  " } else { b"\n  " });
+        out.write_all(if any { b",\n  " } else { b"\n  " })?;
         any = true;
-        serde_json::to_writer(&mut out, key).expect("a string serialises");
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.get().as_bytes());
+        let mut k = Vec::with_capacity(key.len() + 2);
+        serde_json::to_writer(&mut k, key)?;
+        crate::nodejson::write_unmarked(out, &k)?;
+        out.write_all(b": ")?;
+        crate::nodejson::write_unmarked(out, value.as_bytes())?;
     }
-    out.extend_from_slice(if any { b"\n}\n" } else { b"}\n" });
-    crate::nodejson::unmark(out)
+    out.write_all(if any { b"\n}\n" } else { b"}\n" })
 }
 
-fn size_of(doc: &View) -> usize {
-    doc.iter().map(|(k, v)| k.len() + v.get().len() + 6).sum()
+fn entries_of<'v>(doc: &'v View) -> impl Iterator<Item = (&'v str, &'v str)> {
+    doc.iter().map(|(k, v)| (k.as_str(), &**v))
 }
 
 /// A value as written at the top level of a document in Claude Code's layout.
-fn raw_of(value: &Value) -> Box<RawValue> {
+fn raw_of(value: &Value) -> String {
     let text = serde_json::to_string_pretty(value).expect("a value serialises");
     // Strings hold no raw newline, so each newline starts a line to indent one level more.
-    RawValue::from_string(text.replace('\n', "\n  ")).expect("serialised JSON is JSON")
+    text.replace('\n', "\n  ")
 }
 
-fn value_of(raw: &RawValue) -> Value {
-    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+fn value_of(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or(Value::Null)
 }
 
 /// The digest a value is remembered by: the first 16 bytes of the SHA-256 of its text.
-fn digest(raw: &RawValue) -> String {
+fn digest(raw: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(raw.get().as_bytes())[..16]
+    Sha256::digest(raw.as_bytes())[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Whether two values are written the same (the same slice of one text is, without a look).
+fn same(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
 fn same_docs(a: &View, b: &View) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b.iter())
-            .all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
+            .all(|((ka, va), (kb, vb))| ka == kb && same(va, vb))
 }
 
 /// Which document, and how the profile's overlay goes on and comes off.
@@ -148,7 +413,7 @@ impl Doc<'_> {
     }
 
     /// Splits the home's document into its shared part and the keys it keeps to itself.
-    fn split_home<'a>(&self, doc: &RawDoc<'a>) -> (View<'a>, View<'a>) {
+    fn split_home<'a>(&self, doc: View<'a>) -> (View<'a>, View<'a>) {
         let private = self.home_private();
         let mut shared = View::with_capacity(doc.len());
         let mut own = View::new();
@@ -158,7 +423,7 @@ impl Doc<'_> {
             } else {
                 &mut shared
             };
-            side.insert(k.clone(), Cow::Borrowed(*v));
+            side.insert(k, v);
         }
         (shared, own)
     }
@@ -191,8 +456,8 @@ impl Doc<'_> {
 
     /// The shared part of the runtime's document; the overlay goes back where it belongs.
     /// `home` is the home's shared document, whose values the profile's env keys keep.
-    fn split<'a>(&self, runtime: &RawDoc<'a>, home: Option<&View>) -> Result<(View<'a>, bool)> {
-        let mut doc = view(runtime);
+    fn split<'a>(&self, runtime: View<'a>, home: Option<&View>) -> Result<(View<'a>, bool)> {
+        let mut doc = runtime;
         let mut saved_profile = false;
         match self {
             Doc::Settings(config) => {
@@ -257,11 +522,13 @@ pub(super) fn read_object(path: &Path) -> Result<Option<Map<String, Value>>> {
 /// `~/.claude.json` costs one read and a scan); `Ok(None)` when the file is missing, `Err` when
 /// it does not parse.
 pub(super) fn read_keys(path: &Path, keys: &[&str]) -> Result<Option<Map<String, Value>>> {
-    let Some(text) = read_text(path)? else {
-        return Ok(None);
+    let doc = match read_doc(path, None)? {
+        Found::Missing => return Ok(None),
+        Found::Unparsable => anyhow::bail!("{} is not a JSON object", path.display()),
+        Found::Doc(doc) => doc,
     };
-    let doc = parse_raw(&text, path)?;
     let picked = doc
+        .view()
         .iter()
         .filter(|(k, _)| keys.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), value_of(v)))
@@ -286,18 +553,16 @@ pub fn materialise(doc: &Doc, home: &Path, runtime: &Path) -> Result<JsonSync> {
     let home = &fsx::resolve_link(home);
     // A home document that does not parse is left alone; the session starts from an empty one
     // and its changes are not sent home until the home parses again.
-    let text = read_text(home)?;
-    let (found, home_stamp) = match text.as_deref().map(|t| parse_raw(t, home)).transpose() {
-        Ok(found) => (found.unwrap_or_default(), Stamp::at(home)?),
-        Err(_) => (RawDoc::new(), None),
+    let (found, home_stamp) = match read_doc(home, None)? {
+        Found::Doc(found) => (found, Stamp::at(home)?),
+        Found::Missing => (Known::default(), Stamp::at(home)?),
+        Found::Unparsable => (Known::default(), None),
     };
-    let (base, _) = doc.split_home(&found);
+    let (base, _) = doc.split_home(found.view());
     let wanted = doc.overlay(&base)?;
-    let bytes = render(
-        wanted.iter().map(|(k, v)| (k.as_str(), &**v)),
-        size_of(&wanted),
-    );
-    fsx::atomic_write(runtime, &bytes, fsx::PRIVATE_FILE)?;
+    fsx::atomic_write_with(runtime, fsx::PRIVATE_FILE, |out| {
+        write_doc(out, entries_of(&wanted))
+    })?;
     let runtime_stamp = Stamp::at(runtime)?
         .with_context(|| format!("{} vanished after it was written", runtime.display()))?;
     Ok(JsonSync {
@@ -359,8 +624,22 @@ fn merge<'a>(
     for k in keys {
         let was = base.get(k);
         let h = home_doc.get(k);
+        if let (Some(h), Some(v)) = (h, session.and_then(|s| s.get(k)))
+            && same(h, v)
+        {
+            // Written the same on both sides: the session's copy, from the newer text (a
+            // holder then keeps that one text, not both). An unchanged home holds the synced
+            // value, whose digest is known.
+            let d = match was {
+                Some(was) if !home_changed => was.clone(),
+                _ => digest(v),
+            };
+            merged.insert(k.clone(), v.clone());
+            digests.insert(k.clone(), d);
+            continue;
+        }
         // A home unchanged since the last sync holds exactly the synced values.
-        let h_digest = |h: &RawValue| {
+        let h_digest = |h: &str| {
             if home_changed {
                 digest(h)
             } else {
@@ -372,15 +651,10 @@ fn merge<'a>(
             (None, None) => false,
             (None, Some(_)) | (Some(_), None) => true,
             (Some(v), Some(was)) => {
-                // Equal bytes to an unchanged home value are the synced value: no digest needed.
-                if !home_changed && h.is_some_and(|h| h.get() == v.get()) {
-                    false
-                } else {
-                    let d = digest(v);
-                    let changed = d != *was;
-                    session_digest = Some(d);
-                    changed
-                }
+                let d = digest(v);
+                let changed = d != *was;
+                session_digest = Some(d);
+                changed
             }
         });
         let chosen = if session_changed {
@@ -419,8 +693,38 @@ fn lock_dir_of(path: &Path) -> std::path::PathBuf {
     lock_path.into()
 }
 
-/// One three-way sync of a document between the runtime and the home.
-pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Result<Outcome> {
+/// One side of a document as a sync starts: as kept when its stamp says it is the same file,
+/// else read, scanned only where it differs from the first text read whole among the one kept
+/// of this side and `others` (the other side's: the two differ by the overlay only).
+fn side(
+    path: &Path,
+    now: Option<Stamp>,
+    kept: Option<(Stamp, Known)>,
+    others: &[Option<&Known>],
+) -> Result<Found> {
+    match (now, kept) {
+        (None, _) => Ok(Found::Missing),
+        (Some(now), Some((stamp, known))) if stamp == now => Ok(Found::Doc(known)),
+        (Some(_), kept) => {
+            let own = kept.as_ref().map(|(_, k)| k);
+            let prev = std::iter::once(own)
+                .chain(others.iter().copied())
+                .flatten()
+                .find(|k| k.scanned.is_some());
+            read_doc(path, prev)
+        }
+    }
+}
+
+/// One three-way sync of a document between the runtime and the home, with what `kept` holds
+/// of both sides from the last sync (and what it holds after this one).
+pub(super) fn sync(
+    doc: &Doc,
+    home: &Path,
+    runtime: &Path,
+    state: &mut JsonSync,
+    kept: &mut Kept,
+) -> Result<Outcome> {
     // A home document linked in from a dotfiles repository is written where the link leads.
     let home = &fsx::resolve_link(home);
     let runtime_now = Stamp::at(runtime)?;
@@ -444,7 +748,7 @@ pub fn sync(doc: &Doc, home: &Path, runtime: &Path, state: &mut JsonSync) -> Res
     };
     let runtime_now = Stamp::at(runtime)?;
     let home_now = Stamp::at(home)?;
-    sync_locked(doc, home, runtime, state, runtime_now, home_now)
+    sync_locked(doc, home, runtime, state, kept, runtime_now, home_now)
 }
 
 /// A sync that waited for another writer's lock and did nothing.
@@ -460,6 +764,7 @@ fn sync_locked(
     home: &Path,
     runtime: &Path,
     state: &mut JsonSync,
+    kept: &mut Kept,
     runtime_now: Option<Stamp>,
     home_now: Option<Stamp>,
 ) -> Result<Outcome> {
@@ -480,37 +785,53 @@ fn sync_locked(
     }
     let home_changed = home_now != state.home;
 
-    let home_text = read_text(home)?;
-    let home_read = home_text.as_deref().map(|t| parse_raw(t, home)).transpose();
-    let home_parses = home_read.is_ok();
-    let home_full = home_read.ok().flatten();
-    let (home_doc, home_private) = match &home_full {
+    // What is known of each side stays kept only where this sync knows it to be current.
+    let kept_home = kept.home.take();
+    let kept_runtime = kept.runtime.take();
+    let session_read = runtime_now != state.runtime;
+    let (session_found, current_kept) = if session_read {
+        let others = [kept_home.as_ref().map(|(_, k)| k)];
+        (side(runtime, runtime_now, kept_runtime, &others)?, None)
+    } else {
+        let current = kept_runtime.filter(|(s, _)| Some(*s) == runtime_now);
+        (Found::Missing, current.map(|(_, k)| k))
+    };
+    let session_whole = match &session_found {
+        Found::Doc(k) => Some(k),
+        _ => None,
+    };
+    let others = [session_whole, current_kept.as_ref()];
+    let home_found = side(home, home_now, kept_home, &others)?;
+    let home_parses = !matches!(home_found, Found::Unparsable);
+    let home_known = match home_found {
+        Found::Doc(k) => Some(k),
+        _ => None,
+    };
+    let (home_doc, home_private) = match &home_known {
         Some(found) => {
-            let (shared, private) = doc.split_home(found);
+            let (shared, private) = doc.split_home(found.view());
             (Some(shared), private)
         }
         None => (None, View::new()),
     };
-    let session_text = if runtime_now != state.runtime {
-        read_text(runtime)?
-    } else {
-        None
-    };
-    let session_full = match session_text.as_deref().map(|t| parse_raw(t, runtime)) {
-        Some(Ok(found)) => Some(found),
-        Some(Err(_)) => {
+    let session_known = match session_found {
+        Found::Doc(k) => Some(k),
+        Found::Unparsable => {
             out.rejected = true;
             None
         }
-        None => None,
+        Found::Missing => None,
     };
-    let session = match &session_full {
+    let session = match &session_known {
         Some(found) => {
-            let (shared, saved_profile) = doc.split(found, home_doc.as_ref())?;
+            let (shared, saved_profile) = doc.split(found.view(), home_doc.as_ref())?;
             out.saved_profile = saved_profile;
             Some(shared)
         }
         None => None,
+    };
+    let keep_runtime = |kept: &mut Kept, known: Option<Known>| {
+        kept.runtime = runtime_now.zip(known);
     };
 
     if !home_parses {
@@ -518,6 +839,8 @@ fn sync_locked(
         // it is and its stamp unrecorded, so its changes reach the home once it parses again.
         // Its account keys are the profile's and were saved above, whatever the home holds.
         out.home_rejected = true;
+        drop(session);
+        keep_runtime(kept, session_known.or(current_kept));
         return Ok(out);
     }
 
@@ -535,25 +858,34 @@ fn sync_locked(
         Some(h) => !same_docs(h, &merged),
         None => !merged.is_empty(),
     };
+    let sources: Vec<&Known> = home_known
+        .iter()
+        .chain(&session_known)
+        .chain(&current_kept)
+        .collect();
+    let mut new_home = None;
     if home_differs {
-        let entries = merged
-            .iter()
-            .chain(home_private.iter())
-            .map(|(k, v)| (k.as_str(), &**v));
-        let bytes = render(entries, size_of(&merged) + size_of(&home_private));
         // Over exactly the version read (a writer that takes no lock may still have been
         // there first).
-        let written = fsx::replace_if_unchanged(home, &bytes, mode_or_private(home), home_now)?;
+        let written =
+            fsx::replace_if_unchanged_with(home, mode_or_private(home), home_now, |out| {
+                write_doc(out, entries_of(&merged).chain(entries_of(&home_private)))
+            })?;
         match written {
             Some(stamp) => {
                 state.home = Some(stamp);
                 out.saved_home = true;
+                let mut whole = merged.clone();
+                whole.extend(home_private.iter().map(|(k, v)| (k.clone(), v.clone())));
+                new_home = Some((stamp, Known::of(&whole, &sources)));
             }
             // Another writer got there first: the session's document stays as it is and its
             // stamp unrecorded, so its changes are merged again by the next tick instead of
             // being written over from the old base.
             None => {
                 out.deferred = true;
+                drop((session, merged, home_doc, home_private, sources));
+                keep_runtime(kept, session_known.or(current_kept));
                 return Ok(out);
             }
         }
@@ -565,40 +897,83 @@ fn sync_locked(
     state.runtime = runtime_now;
     if out.rejected || (session.is_none() && !base_moved) {
         // The runtime's copy does not parse (left alone), or nothing it holds changed.
+        kept.home = new_home.or_else(|| home_now.zip(home_known.clone()));
+        drop((session, merged, home_doc, home_private, sources));
+        keep_runtime(kept, session_known.or(current_kept));
         return Ok(out);
     }
     let wanted = doc.overlay(&merged)?;
-    let current_text;
-    let current_read;
-    let current = match &session_full {
-        Some(found) => Some(view(found)),
-        None => {
-            current_text = read_text(runtime)?;
-            current_read = current_text
-                .as_deref()
-                .and_then(|t| parse_raw(t, runtime).ok());
-            current_read.as_ref().map(view)
-        }
+    // The runtime's document as it is now: as read, as kept, or read for the comparison.
+    let current_read = match (&session_known, &current_kept) {
+        (None, None) => match read_doc(runtime, None)? {
+            Found::Doc(k) => Some(k),
+            _ => None,
+        },
+        _ => None,
     };
+    let current_known = session_known
+        .as_ref()
+        .or(current_kept.as_ref())
+        .or(current_read.as_ref());
+    let current = current_known.map(Known::view);
     let unchanged = current.as_ref().is_some_and(|c| {
         c.len() == wanted.len()
             && wanted
                 .iter()
-                .all(|(k, v)| c.get(k).is_some_and(|cv| cv.get() == v.get()))
+                .all(|(k, v)| c.get(k).is_some_and(|cv| same(cv, v)))
     });
-    if !unchanged {
-        let bytes = render(
-            wanted.iter().map(|(k, v)| (k.as_str(), &**v)),
-            size_of(&wanted),
-        );
-        if let Some(stamp) =
-            fsx::replace_if_unchanged(runtime, &bytes, fsx::PRIVATE_FILE, runtime_now)?
-        {
-            state.runtime = Some(stamp);
-            out.updated_runtime = true;
-        }
+    let mut new_runtime = None;
+    if !unchanged
+        && let Some(stamp) =
+            fsx::replace_if_unchanged_with(runtime, fsx::PRIVATE_FILE, runtime_now, |out| {
+                write_doc(out, entries_of(&wanted))
+            })?
+    {
+        state.runtime = Some(stamp);
+        out.updated_runtime = true;
+        let mut sources = sources;
+        sources.extend(&current_read);
+        new_runtime = Some((stamp, Known::of(&wanted, &sources)));
     }
+    kept.home = new_home.or_else(|| home_now.zip(home_known.clone()));
+    kept.runtime = match new_runtime {
+        Some(k) => Some(k),
+        None if out.updated_runtime => None,
+        None => runtime_now.zip(current_known.cloned()),
+    };
     Ok(out)
+}
+
+/// At teardown, after the final sync: the runtime's copy of a document holding changes that
+/// did not reach the home (the home's did not parse, or another writer kept the merge out) is
+/// kept in the profile before it goes with the runtime, as `<name>.unmerged-<ms>.json`
+/// (0600), and said in `report`.
+pub fn keep_unmerged(
+    layout: &Layout,
+    profile: &str,
+    cfg: &Path,
+    state: &super::RuntimeState,
+    report: &mut SyncReport,
+) -> Result<()> {
+    for (name, sync) in [
+        ("settings.json", &state.settings),
+        (".claude.json", &state.claude_json),
+    ] {
+        let copy = cfg.join(name);
+        let now = Stamp::at(&copy)?;
+        if now.is_none() || now == sync.runtime {
+            // Gone, or merged as it is.
+            continue;
+        }
+        let kept = layout.profile_dir(profile).join(format!(
+            "{}.unmerged-{}.json",
+            name.trim_start_matches('.'),
+            crate::ids::now_ms()
+        ));
+        fsx::copy_file_atomic(&copy, &kept, Some(fsx::PRIVATE_FILE))?;
+        report.kept_documents.push(kept.display().to_string());
+    }
+    Ok(())
 }
 
 /// Syncs `settings.json` and `.claude.json`.
@@ -608,6 +983,7 @@ pub fn sync_all(
     config: &ProfileConfig,
     cfg: &Path,
     state: &mut super::RuntimeState,
+    cache: &mut Cache,
     report: &mut SyncReport,
 ) -> Result<Synced> {
     let settings = sync(
@@ -615,6 +991,7 @@ pub fn sync_all(
         &layout.claude_home.join("settings.json"),
         &cfg.join("settings.json"),
         &mut state.settings,
+        &mut cache.settings,
     )?;
     report.settings_saved = settings.saved_home;
     if settings.rejected {
@@ -629,6 +1006,7 @@ pub fn sync_all(
         &layout.claude_json,
         &cfg.join(".claude.json"),
         &mut state.claude_json,
+        &mut cache.claude_json,
     )?;
     report.claude_json_saved = claude_json.saved_home || claude_json.saved_profile;
     if claude_json.rejected {
@@ -651,4 +1029,76 @@ pub struct Synced {
     pub touched: bool,
     /// A write waited for another writer; a sync that must be the last one tries again.
     pub deferred: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan as serde_json sees the object: each key with its value's text.
+    fn by_serde(text: &str) -> Option<Vec<(String, String)>> {
+        let doc: IndexMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+        Some(
+            doc.into_iter()
+                .map(|(k, v)| (k, v.get().to_owned()))
+                .collect(),
+        )
+    }
+
+    fn texts(text: &str, items: &[(String, Range<usize>)]) -> Vec<(String, String)> {
+        let mut doc = IndexMap::new();
+        for (k, r) in items {
+            doc.insert(k.clone(), text[r.clone()].to_owned());
+        }
+        doc.into_iter().collect()
+    }
+
+    const OLD: &str = "{\n  \"numStartups\": 41,\n  \"theme\": \"dark\",\n  \"projects\": {\n    \"/a\": {\n      \"history\": [\n        \"one\",\n        \"two\"\n      ]\n    }\n  },\n  \"tips\": [\n    1,\n    2\n  ],\n  \"last\": true\n}\n";
+
+    #[test]
+    fn a_scan_from_an_earlier_text_finds_what_a_whole_parse_finds() {
+        let old_items = scan(OLD, None).unwrap();
+        assert_eq!(Some(texts(OLD, &old_items)), by_serde(OLD));
+        let edits: Vec<String> = vec![
+            OLD.replace("41", "412"),
+            OLD.replace("41", "4"),
+            OLD.replace("\"two\"", "\"two\", \"three\""),
+            OLD.replace("\"dark\"", "\"light\""),
+            OLD.replace("true", "false"),
+            OLD.replace("true", "true, \"more\": {}"),
+            OLD.replace("  \"theme\": \"dark\",\n", ""),
+            OLD.replace("\"numStartups\": 41,", "\"numStartups\": 41, \"theme\": 1,"),
+            // A value that now swallows what follows it as a string.
+            OLD.replace("\"dark\",", "\"dark,"),
+            OLD.replace("1,\n    2", "1,\n    \"2\\\" }, \\\"x\\\": \\\"\""),
+            OLD.replace("{\n  \"numStartups\"", "[\n  \"numStartups\""),
+            OLD.replace("\n}\n", "\n} x\n"),
+            "{}".into(),
+            String::new(),
+            OLD.to_owned(),
+        ];
+        for new in &edits {
+            let incremental = scan(new, Some((OLD, &old_items)));
+            let whole = scan(new, None);
+            assert_eq!(incremental, whole, "{new}");
+            assert_eq!(whole.map(|i| texts(new, &i)), by_serde(new), "{new}");
+        }
+    }
+
+    #[test]
+    fn a_document_put_together_from_two_texts_keeps_only_the_one_it_mostly_uses() {
+        let a = Known::parse(OLD.to_owned(), None).unwrap();
+        let b = Known::parse(OLD.replace("41", "42"), Some(&a)).unwrap();
+        let mut view = b.view();
+        view.insert("theme".into(), a.view()["theme"].clone());
+        view.insert("made".into(), Cow::Owned("[]".into()));
+        let known = Known::of(&view, &[&a, &b]);
+        assert_eq!(known.texts.len(), 2, "b's text and one made text");
+        assert!(Arc::ptr_eq(&known.texts[0], &b.texts[0]));
+        let back = known.view();
+        assert_eq!(back.len(), view.len());
+        for (k, v) in &view {
+            assert_eq!(back[k], *v, "{k}");
+        }
+    }
 }

@@ -108,6 +108,7 @@ fn sync_runtime(
     state: &mut RuntimeState,
     scope: &fake::Scope,
     manifests: &mut Option<(ManifestStamp, fake::Manifest)>,
+    kept: &mut documents::Cache,
 ) -> Result<Pass> {
     let layout = &*state.layout_for(layout);
     let mut report = SyncReport::default();
@@ -152,7 +153,7 @@ fn sync_runtime(
     }
     // The home's two documents take every runtime's keys: merges into them never overlap.
     let _store = StateLock::acquire(layout)?;
-    let docs = documents::sync_all(layout, profile, &config, &cfg, state, &mut report)?;
+    let docs = documents::sync_all(layout, profile, &config, &cfg, state, kept, &mut report)?;
     Ok(Pass {
         report,
         touched: touched || docs.touched,
@@ -180,8 +181,16 @@ const LAST_PASS_PAUSE: std::time::Duration = std::time::Duration::from_millis(10
 /// left as it is) when another writer held one back the whole time.
 fn last_pass(layout: &Layout, profile: &str, state: &mut RuntimeState) -> Result<SyncReport> {
     let mut report = SyncReport::default();
+    let mut kept = documents::Cache::default();
     for _ in 0..LAST_PASS_TRIES {
-        let pass = sync_runtime(layout, profile, state, &fake::Scope::Full, &mut None)?;
+        let pass = sync_runtime(
+            layout,
+            profile,
+            state,
+            &fake::Scope::Full,
+            &mut None,
+            &mut kept,
+        )?;
         report.absorb(pass.report);
         // Recorded before the removal: a crash in between must not replay this merge of the
         // documents from a base that is already out of date.
@@ -189,6 +198,10 @@ fn last_pass(layout: &Layout, profile: &str, state: &mut RuntimeState) -> Result
             save_state(layout, profile, state)?;
         }
         if !pass.deferred {
+            // What still could not be merged (the home's document does not parse) is kept in
+            // the profile before the runtime goes.
+            let cfg = layout.runtime_config_dir(profile);
+            documents::keep_unmerged(&state.layout_for(layout), profile, &cfg, state, &mut report)?;
             return Ok(report);
         }
         std::thread::sleep(LAST_PASS_PAUSE);
@@ -243,14 +256,17 @@ pub fn sync(layout: &Layout, profile: &str, cache: &mut TickCache) -> Result<Syn
         Some(_) => fake::Scope::Full,
     };
     let TickCache {
-        state, manifest, ..
+        state,
+        manifest,
+        documents,
+        ..
     } = cache;
     let Some((_, state)) = state.as_mut() else {
         return Ok(SyncReport::default());
     };
     let Pass {
         report, touched, ..
-    } = sync_runtime(layout, profile, state, &scope, manifest)?;
+    } = sync_runtime(layout, profile, state, &scope, manifest, documents)?;
     if touched {
         save_state(layout, profile, state)?;
         let path = layout.runtime_state(profile);

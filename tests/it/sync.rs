@@ -494,14 +494,12 @@ both_modes!(
         f.add_profile("work", Some("work"));
         let a = f.acquire("work", mode);
         fs::write(f.claude_json(), "{ \"theme\": \"dark\", oops").unwrap();
-        let doc_path = f.runtime("work").join(".claude.json");
-        let mut doc: serde_json::Map<String, Value> =
-            serde_json::from_slice(&fs::read(&doc_path).unwrap()).unwrap();
-        doc.insert(
-            "oauthAccount".into(),
-            json!({"accountUuid": "acct-after-login", "emailAddress": "new@example.com"}),
-        );
-        fs::write(&doc_path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        edit_runtime_claude_json(&f, "work", |doc| {
+            doc.insert(
+                "oauthAccount".into(),
+                json!({"accountUuid": "acct-after-login", "emailAddress": "new@example.com"}),
+            );
+        });
         let t = f.tick(&session_of(&a));
         assert!(
             t["rejected_documents"]
@@ -525,3 +523,76 @@ both_modes!(
         f.release(&session_of(&a));
     }
 );
+
+both_modes!(
+    shared_keys_a_session_writes_are_kept_in_the_profile_when_the_home_document_still_does_not_parse_at_release,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        fs::write(f.claude_json(), "{ \"theme\": \"dark\", oops").unwrap();
+        edit_runtime_claude_json(&f, "work", |doc| {
+            doc.insert("theme".into(), json!("light"));
+            doc.insert("mcpServers".into(), json!({"notes": {"command": "notes-mcp"}}));
+        });
+        f.tick(&session_of(&a));
+        let r = f.release(&session_of(&a));
+        assert_eq!(r["runtime_removed"], json!(true), "{r}");
+        let kept = r["kept_documents"]
+            .as_array()
+            .unwrap_or_else(|| panic!("the release says what it kept: {r}"));
+        assert_eq!(kept.len(), 1, "{r}");
+        let path = std::path::PathBuf::from(kept[0].as_str().unwrap());
+        assert_eq!(
+            path.parent().unwrap(),
+            f.store().join("profiles/work"),
+            "kept in the profile: {r}"
+        );
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("claude.json.unmerged-"), "{name}");
+        let saved: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(saved["theme"], "light");
+        assert_eq!(saved["mcpServers"]["notes"]["command"], "notes-mcp");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert_eq!(
+            fs::read_to_string(f.claude_json()).unwrap(),
+            "{ \"theme\": \"dark\", oops",
+            "the home document is left as it is"
+        );
+        assert!(!f.runtime("work").exists());
+
+        // A session whose changes reach the home keeps nothing aside.
+        fs::write(f.claude_json(), "{\n  \"theme\": \"dark\"\n}\n").unwrap();
+        let b = f.acquire("work", mode);
+        edit_runtime_claude_json(&f, "work", |doc| {
+            doc.insert("theme".into(), json!("light"));
+        });
+        let r = f.release(&session_of(&b));
+        assert!(r.get("kept_documents").is_none(), "{r}");
+        let home: Value = serde_json::from_slice(&fs::read(f.claude_json()).unwrap()).unwrap();
+        assert_eq!(home["theme"], "light");
+        let aside = fs::read_dir(f.store().join("profiles/work"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".unmerged-"))
+            .count();
+        assert_eq!(aside, 1, "only the first release kept a copy");
+    }
+);
+
+/// Rewrites the runtime's `.claude.json` as Claude Code does, with `edit` applied.
+fn edit_runtime_claude_json(
+    f: &Fixture,
+    profile: &str,
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+) {
+    let path = f.runtime(profile).join(".claude.json");
+    let mut doc: serde_json::Map<String, Value> =
+        serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    edit(&mut doc);
+    fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+}
