@@ -230,9 +230,17 @@ impl Notes {
             }
             self.aside_before = now;
         }
-        for doc in &report.rejected_documents {
+        // At release, what could not be merged went to the profile, not to a later tick.
+        if report.kept_documents.is_empty() {
+            for doc in &report.rejected_documents {
+                self.say(format!(
+                    "{doc} does not parse, so the session's changes to it were not merged; they wait until it parses again"
+                ));
+            }
+        }
+        for kept in &report.kept_documents {
             self.say(format!(
-                "{doc} does not parse, so the session's changes to it were not merged; they wait until it parses again"
+                "profile {name}: the session's changes to a document could not be merged before its runtime went (the claude home's copy does not parse); they are kept in {kept}"
             ));
         }
         if !report.conflicts.is_empty() {

@@ -309,3 +309,50 @@ fn a_killed_run_leaves_the_session_alive_while_its_command_runs() {
     f.release(&session_of(&b));
     assert!(!f.store().join("runtimes/work").exists());
 }
+
+both_modes!(
+    run_says_where_the_changes_it_could_not_merge_are_kept,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        // The command breaks the home's document (as a bad hand edit would), then writes a key
+        // into its own copy, which can then never be merged before the runtime goes.
+        let script = format!(
+            "printf '{{ oops' > {home}; python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d[\"sessionKey\"]=1; open(p,\"w\").write(json.dumps(d))' \"$CLAUDE_CONFIG_DIR/.claude.json\"",
+            home = f.claude_json().display()
+        );
+        let out = f.run(
+            &[
+                "run",
+                "work",
+                "--link-mode",
+                mode,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            b"",
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {stderr}");
+        let kept: Vec<_> = fs::read_dir(f.store().join("profiles/work"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("claude.json.unmerged-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "{mode}: {kept:?}\n{stderr}");
+        let doc: serde_json::Value = serde_json::from_slice(&fs::read(&kept[0]).unwrap()).unwrap();
+        assert_eq!(doc["sessionKey"], serde_json::json!(1));
+        assert!(
+            stderr.contains(&format!("they are kept in {}", kept[0].display())),
+            "{mode}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("they wait until it parses again"),
+            "{stderr}"
+        );
+        assert!(!f.store().join("runtimes/work").exists());
+    }
+);
