@@ -744,6 +744,7 @@ fn bench_busy(root: &Path, files: usize, runs: usize, rows: &mut Vec<Row>) {
     let (mut idle_ticks, mut idle_status) = (Vec::new(), Vec::new());
     let (mut busy_ticks, mut busy_status) = (Vec::new(), Vec::new());
     let mut acquires = Vec::new();
+    let mut failed = 0;
     for _ in 0..runs {
         let (t, s) = quiet(&w);
         idle_ticks.extend(t);
@@ -763,15 +764,20 @@ fn bench_busy(root: &Path, files: usize, runs: usize, rows: &mut Vec<Row>) {
             .unwrap()
             .write_all(br#"{"profile":"bench","link_mode":"fake"}"#)
             .unwrap();
-        // Only calls that start and end while the acquire runs count.
-        loop {
-            let (tick, _) = w.call("tick", &tick_body);
-            let (status, _) = w.call("status", "{}");
-            if acquire.try_wait().unwrap().is_some() {
-                break;
+        // Every call that starts while the acquire runs counts, with its whole wait; one that
+        // gives up (`lock_timeout`) counts as failed.
+        while acquire.try_wait().unwrap().is_none() {
+            for (verb, body, times) in [
+                ("tick", tick_body.as_str(), &mut busy_ticks),
+                ("status", "{}", &mut busy_status),
+            ] {
+                let (sample, out) = measure(&mut w.cmd(&[verb]), body.as_bytes());
+                let v: serde_json::Value = serde_json::from_slice(&out).expect("json response");
+                if v["ok"] != true {
+                    failed += 1;
+                }
+                times.push(sample.wall);
             }
-            busy_ticks.push(tick.wall);
-            busy_status.push(status.wall);
         }
         let out = acquire.wait_with_output().unwrap();
         acquires.push(start.elapsed());
