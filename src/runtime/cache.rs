@@ -28,9 +28,9 @@ pub struct TickCache {
 }
 
 /// Notifications can miss changes behind symlinked folders; a full pass now and then catches
-/// them. Counted in time, not ticks: an idle holder ticks rarely, and at 50k files a full pass
-/// costs some 200 ms, so one every 20 minutes is 0.17 ms per second.
-const FULL_PASS_INTERVAL: Duration = Duration::from_secs(20 * 60);
+/// them. Counted in time, not ticks: an idle holder ticks about once a minute, and at 50k files
+/// a full pass costs some 200 ms of CPU, so one every 30 minutes is about 0.1 ms per second.
+const FULL_PASS_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
 impl TickCache {
     /// A cache for a process that ticks the same runtime again and again.
