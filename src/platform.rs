@@ -353,6 +353,32 @@ mod imp {
             Err(io::Error::last_os_error())
         }
     }
+
+    pub fn await_exit(pid: u32) -> io::Result<()> {
+        if pid == 0 || pid > i32::MAX as u32 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad pid"));
+        }
+        loop {
+            // SAFETY: an all-zero siginfo_t is a valid value for waitid to fill in.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: `info` is a live siginfo_t; WNOWAIT leaves the child to be reaped later.
+            let rc = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
 }
 
 #[cfg(windows)]
@@ -446,6 +472,13 @@ mod imp {
             "signals are not forwarded on Windows",
         ))
     }
+
+    pub fn await_exit(_pid: u32) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no wait that leaves the child unreaped here",
+        ))
+    }
 }
 
 /// The exit code a shell would report for `status`: the code, or 128+N for signal N.
@@ -474,6 +507,27 @@ impl Signals {
     pub fn pending(&mut self) -> Vec<Arrived> {
         self.0.pending()
     }
+
+    /// Hands every signal that arrives from now on (and any already pending) to `on`, on a
+    /// thread of its own that blocks until one does, so a waiting loop needs no timeout to see
+    /// them. The thread ends when `on` returns false or the returned value is dropped.
+    pub fn forward(self, on: impl FnMut(Arrived) -> bool + Send + 'static) -> Forwarding {
+        Forwarding {
+            _stop: self.0.forward(on),
+        }
+    }
+}
+
+/// Signals being handed on by [`Signals::forward`]; dropping it stops that and the catching.
+pub struct Forwarding {
+    _stop: imp_signals::Forwarding,
+}
+
+/// Blocks until the child process `pid` has exited, without reaping it: its pid stays its own
+/// (a zombie) until the caller waits for it, so signals sent to the pid meanwhile reach no
+/// other process. Fails where the platform cannot wait so.
+pub fn await_exit(pid: u32) -> io::Result<()> {
+    imp::await_exit(pid)
 }
 
 #[cfg(unix)]
@@ -489,19 +543,42 @@ mod imp_signals {
 
     pub struct Signals(SignalsInfo<WithOrigin>);
 
+    pub struct Forwarding(signal_hook::iterator::Handle);
+
+    impl Drop for Forwarding {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
+
+    fn arrived(origin: signal_hook::low_level::siginfo::Origin) -> Arrived {
+        Arrived {
+            signal: origin.signal,
+            sent_by_process: matches!(origin.cause, Cause::Sent(_) | Cause::Unknown),
+        }
+    }
+
     impl Signals {
         pub fn catch() -> io::Result<Signals> {
             SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP]).map(Signals)
         }
 
         pub fn pending(&mut self) -> Vec<Arrived> {
-            self.0
-                .pending()
-                .map(|origin| Arrived {
-                    signal: origin.signal,
-                    sent_by_process: matches!(origin.cause, Cause::Sent(_) | Cause::Unknown),
-                })
-                .collect()
+            self.0.pending().map(arrived).collect()
+        }
+
+        pub fn forward(self, mut on: impl FnMut(Arrived) -> bool + Send + 'static) -> Forwarding {
+            let mut signals = self.0;
+            let handle = signals.handle();
+            std::thread::spawn(move || {
+                // Ends when the handle is closed.
+                for origin in signals.forever() {
+                    if !on(arrived(origin)) {
+                        break;
+                    }
+                }
+            });
+            Forwarding(handle)
         }
     }
 
@@ -524,7 +601,35 @@ mod imp_signals {
 
     pub struct Signals(Arc<AtomicBool>);
 
+    pub struct Forwarding(Arc<AtomicBool>);
+
+    impl Drop for Forwarding {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
     impl Signals {
+        /// Without a blocking wait for signals here, the flag is looked at ten times a second.
+        pub fn forward(
+            mut self,
+            mut on: impl FnMut(Arrived) -> bool + Send + 'static,
+        ) -> Forwarding {
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopped = stop.clone();
+            std::thread::spawn(move || {
+                while !stopped.load(Ordering::SeqCst) {
+                    for signal in self.pending() {
+                        if !on(signal) {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            Forwarding(stop)
+        }
+
         pub fn catch() -> io::Result<Signals> {
             let flag = Arc::new(AtomicBool::new(false));
             signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone())?;

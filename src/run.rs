@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::process::Command;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -12,7 +13,7 @@ use crate::app;
 use crate::error::{ErrorCode, code_of, coded};
 use crate::fsx;
 use crate::layout::Layout;
-use crate::platform::{self, Signals};
+use crate::platform::{self, Arrived, Signals};
 use crate::profile;
 use crate::protocol::{AcquireRequest, LinkModeRequest, Pick, ProfileName, SessionId, SyncReport};
 use crate::ticker::{Outcome, Ticker};
@@ -65,7 +66,7 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
         );
     }
     // Catch signals before the session exists, so none can end us between acquire and release.
-    let mut signals =
+    let signals =
         Signals::catch().map_err(|e| coded(ErrorCode::Io, format!("cannot catch signals: {e}")))?;
     let request = AcquireRequest {
         profile: named,
@@ -117,16 +118,27 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
             )
         }
         Ok(mut child) => {
-            let mut ticker = Ticker::new();
-            ticker.add(id.clone(), &held.acquired.profile);
+            let (tx, wakes) = mpsc::channel();
+            let pid = child.id();
+            let exited = tx.clone();
+            // The child is reaped here, by `try_wait`, so a signal passed on meanwhile can only
+            // reach it. Where that wait is not to be had, the child is looked at every 50 ms.
+            std::thread::spawn(move || {
+                let _ = exited.send(match platform::await_exit(pid) {
+                    Ok(()) => Wake::Exited,
+                    Err(_) => Wake::CannotWait,
+                });
+            });
+            let forwarded = tx.clone();
+            let _signals =
+                signals.forward(move |arrived| forwarded.send(Wake::Signal(arrived)).is_ok());
+            let files = tx;
+            let mut ticker = Ticker::new(move || {
+                let _ = files.send(Wake::Files);
+            });
+            ticker.add(layout, id.clone(), &held.acquired.profile);
+            let mut child_poll: Option<Duration> = None;
             let status = loop {
-                for arrived in signals.pending() {
-                    // The terminal already signalled the whole process group; only signals sent
-                    // to us alone are passed on, so the command never gets one twice.
-                    if arrived.sent_by_process {
-                        let _ = platform::send_signal(child.id(), arrived.signal);
-                    }
-                }
                 match child.try_wait() {
                     Ok(Some(status)) => break platform::exit_code(status),
                     Ok(None) => {}
@@ -146,7 +158,20 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
                         }
                     }
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                let wait = match child_poll {
+                    Some(poll) => ticker.until_due().min(poll),
+                    None => ticker.until_due(),
+                };
+                match wakes.recv_timeout(wait) {
+                    // The terminal already signalled the whole process group; only signals sent
+                    // to us alone are passed on, so the command never gets one twice.
+                    Ok(Wake::Signal(arrived)) if arrived.sent_by_process => {
+                        let _ = platform::send_signal(child.id(), arrived.signal);
+                    }
+                    Ok(Wake::CannotWait) => child_poll = Some(Duration::from_millis(50)),
+                    Ok(Wake::Signal(_) | Wake::Exited | Wake::Files)
+                    | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+                }
             };
             Finished::Exited(status)
         }
@@ -166,6 +191,17 @@ pub fn run(layout: &Layout, opts: RunOptions) -> Result<Finished> {
         }
     }
     Ok(outcome)
+}
+
+/// What wakes `run` while the command runs.
+enum Wake {
+    /// The command exited (it is reaped by the loop).
+    Exited,
+    /// The command's exit cannot be waited for here: the loop looks every so often.
+    CannotWait,
+    Signal(Arrived),
+    /// Something a tick looks at changed; the ticker knows what.
+    Files,
 }
 
 /// The program and its arguments: `claude` when none is given, and when the first word starts

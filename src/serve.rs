@@ -1,18 +1,21 @@
 //! `serve`: newline-delimited protocol requests on one pipe, sessions held by this process and
-//! ticked every second, released when input ends or a termination signal arrives; while it
-//! holds sessions, their accounts' usage is looked at once a minute, and a session whose account
-//! passes 90 % of a window is told so.
+//! ticked when what they look at changes (see `ticker`), released when input ends or a
+//! termination signal arrives; while it holds sessions, their accounts' usage is looked at once
+//! a minute, and a session whose account passes 90 % of a window is told so.
+//!
+//! The loop sleeps until one of these wakes it: a request line, a signal, a change a tick must
+//! see, a usage answer, or the next thing due; it never wakes only to look.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use crate::app::{self, Held, OneShot};
 use crate::error::{CodedError, to_coded};
 use crate::layout::Layout;
 use crate::platform::Signals;
-use crate::protocol::framing::{Input, spawn_line_reader, write_line};
+use crate::protocol::framing::{Input, send_lines, write_line};
 use crate::protocol::handler::line_too_long;
 use crate::protocol::{
     self, AcquireRequest, Acquired, Capabilities, ErrorBody, EventBody, Handler, ProfileName,
@@ -35,14 +38,32 @@ struct Server<'a> {
 
 type Looked = anyhow::Result<Vec<(ProfileName, UsageReport)>>;
 
+/// What wakes the serve loop.
+enum Wake {
+    Input(Input),
+    Signal,
+    /// Something a tick looks at changed; the ticker knows what.
+    Files,
+    Usage(Looked),
+}
+
 /// The usage of the held sessions' accounts, looked at on a thread of its own (a request may
 /// take seconds, and serve answers meanwhile), and the windows already past the mark, so each
 /// session hears of each crossing once.
 struct UsageWatch {
     next: Instant,
-    pending: Option<Receiver<Looked>>,
+    /// A look is under way; its answer comes as [`Wake::Usage`] on `answers`.
+    pending: bool,
+    answers: Sender<Wake>,
     /// (session, window) pairs at or past `USAGE_ALERT` when last looked at.
     past: BTreeSet<(String, String)>,
+}
+
+impl UsageWatch {
+    /// How long until the next look is due, while one can start.
+    fn until_due(&self, holding: bool) -> Option<Duration> {
+        (holding && !self.pending).then(|| self.next.saturating_duration_since(Instant::now()))
+    }
 }
 
 impl Handler for Server<'_> {
@@ -51,7 +72,7 @@ impl Handler for Server<'_> {
         let held = app::acquire_held(layout, &request).map_err(|e| to_coded(&e))?;
         let acquired = held.acquired.clone();
         let id = SessionId::parse(&acquired.session)?;
-        self.ticker.add(id.clone(), &acquired.profile);
+        self.ticker.add(layout, id.clone(), &acquired.profile);
         self.held.insert(id, held);
         Ok(acquired)
     }
@@ -63,7 +84,9 @@ impl Handler for Server<'_> {
     fn release(&mut self, request: SessionRequest) -> Result<Released, CodedError> {
         let session = request.session.clone();
         let released = self.inner.release(request)?;
-        self.ticker.remove(&session);
+        if let Ok(layout) = self.inner.layout() {
+            self.ticker.remove(layout, &session);
+        }
         self.held.remove(&session);
         Ok(released)
     }
@@ -105,23 +128,15 @@ impl Server<'_> {
         }
     }
 
-    /// Looks at the usage of the held sessions' accounts when due, and sends a `usage` event
-    /// to every held session of an account whose window has just passed the mark.
-    fn watch_usage(&mut self, output: &mut impl Write) {
+    /// Starts a look at the usage of the held sessions' accounts when one is due; its answer
+    /// ([`Server::looked`]) sends a `usage` event to every held session of an account whose
+    /// window has just passed the mark.
+    fn watch_usage(&mut self) {
         let Ok(layout) = self.inner.layout() else {
             return;
         };
-        if let Some(pending) = &self.watch.pending {
-            match pending.try_recv() {
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => self.watch.pending = None,
-                Ok(looked) => {
-                    self.watch.pending = None;
-                    if let Ok(reports) = looked {
-                        self.alert(&reports, output);
-                    }
-                }
-            }
+        if self.watch.pending {
+            return;
         }
         if self.held.is_empty() {
             // Looked at as soon as a session is held again.
@@ -139,12 +154,20 @@ impl Server<'_> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let (tx, rx) = mpsc::channel();
+        let tx = self.watch.answers.clone();
         let layout = layout.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(app::usage_reports(&layout, &names));
+            let _ = tx.send(Wake::Usage(app::usage_reports(&layout, &names)));
         });
-        self.watch.pending = Some(rx);
+        self.watch.pending = true;
+    }
+
+    /// A look at usage came back.
+    fn looked(&mut self, looked: Looked, output: &mut impl Write) {
+        self.watch.pending = false;
+        if let Ok(reports) = looked {
+            self.alert(&reports, output);
+        }
     }
 
     fn alert(&mut self, reports: &[(ProfileName, UsageReport)], output: &mut impl Write) {
@@ -207,38 +230,49 @@ pub fn serve(
     input: impl Read + Send + 'static,
     mut output: impl Write,
 ) -> std::io::Result<()> {
-    let mut signals = Signals::catch()?;
-    let lines = spawn_line_reader(input);
+    let signals = Signals::catch()?;
+    let (tx, wakes) = mpsc::channel();
+    let to_stop = tx.clone();
+    // Any of them ends serve; the thread ends with the loop.
+    let _signals = signals.forward(move |_| to_stop.send(Wake::Signal).is_ok());
+    send_lines(input, tx.clone(), Wake::Input);
+    let files = tx.clone();
     let mut server = Server {
         inner: OneShot::new(layout),
         held: BTreeMap::new(),
-        ticker: Ticker::new(),
+        ticker: Ticker::new(move || {
+            let _ = files.send(Wake::Files);
+        }),
         watch: UsageWatch {
             next: Instant::now(),
-            pending: None,
+            pending: false,
+            answers: tx,
             past: BTreeSet::new(),
         },
     };
     loop {
-        if !signals.pending().is_empty() {
-            break;
-        }
-        // Signals are looked at at least every 200 ms.
-        let wait = server.ticker.until_due().min(Duration::from_millis(200));
-        match lines.recv_timeout(wait) {
-            Ok(Input::Line(line)) => {
+        let ticks = server.ticker.until_due();
+        let wait = match server.watch.until_due(!server.held.is_empty()) {
+            Some(usage) => ticks.min(usage),
+            None => ticks,
+        };
+        match wakes.recv_timeout(wait) {
+            Ok(Wake::Input(Input::Line(line))) => {
                 if let Some(response) = protocol::answer_line(&mut server, &line) {
                     let _ = write_line(&mut output, &response);
                 }
             }
-            Ok(Input::TooLong) => {
+            Ok(Wake::Input(Input::TooLong)) => {
                 let _ = write_line(&mut output, &line_too_long());
             }
-            Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
+            Ok(Wake::Input(Input::End) | Wake::Signal) | Err(RecvTimeoutError::Disconnected) => {
+                break;
+            }
+            Ok(Wake::Usage(looked)) => server.looked(looked, &mut output),
+            Ok(Wake::Files) | Err(RecvTimeoutError::Timeout) => {}
         }
         server.tick_held(&mut output);
-        server.watch_usage(&mut output);
+        server.watch_usage();
     }
     server.release_all();
     Ok(())

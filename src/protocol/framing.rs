@@ -62,9 +62,14 @@ pub enum Input {
     End,
 }
 
-/// Reads request lines on a thread, so the caller can tick while its peer is silent.
-pub fn spawn_line_reader(input: impl Read + Send + 'static) -> mpsc::Receiver<Input> {
-    let (tx, rx) = mpsc::channel();
+/// Reads request lines on a thread, so the caller can tick while its peer is silent, and sends
+/// each, as `wrap` makes it, on `tx`: the caller's own channel, where other things that wake it
+/// arrive too.
+pub fn send_lines<T: Send + 'static>(
+    input: impl Read + Send + 'static,
+    tx: mpsc::Sender<T>,
+    wrap: fn(Input) -> T,
+) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(input);
         // A request may be as long as a one-shot one, plus its line ending.
@@ -73,13 +78,13 @@ pub fn spawn_line_reader(input: impl Read + Send + 'static) -> mpsc::Receiver<In
             let mut line = Vec::new();
             let msg = match (&mut reader).take(limit).read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => {
-                    let _ = tx.send(Input::End);
+                    let _ = tx.send(wrap(Input::End));
                     return;
                 }
                 Ok(_) if line.last() != Some(&b'\n') && line.len() as u64 >= limit => {
                     if !skip_line(&mut reader) {
-                        let _ = tx.send(Input::TooLong);
-                        let _ = tx.send(Input::End);
+                        let _ = tx.send(wrap(Input::TooLong));
+                        let _ = tx.send(wrap(Input::End));
                         return;
                     }
                     Input::TooLong
@@ -91,12 +96,11 @@ pub fn spawn_line_reader(input: impl Read + Send + 'static) -> mpsc::Receiver<In
                     Input::Line(line)
                 }
             };
-            if tx.send(msg).is_err() {
+            if tx.send(wrap(msg)).is_err() {
                 return;
             }
         }
     });
-    rx
 }
 
 /// Discards input up to and including the next newline without holding it in memory. Returns

@@ -29,6 +29,7 @@ pub use account::{
 pub use cache::TickCache;
 use cache::{ManifestStamp, cached_state, manifest_stamp};
 pub use names::{MANAGED, PER_PROFILE, is_managed};
+pub use watch::{Filter, Notifier, Route, Touched, Waker};
 
 use crate::fsx;
 use crate::ids::now_ms;

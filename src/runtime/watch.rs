@@ -1,14 +1,39 @@
-//! File-system change notifications for a long-lived fake-mode session: which directories of the
-//! claude home and the runtime changed since the last tick, so an idle tick walks nothing.
+//! File-system change notifications for long-lived sessions: which directories of the claude
+//! home and a fake-mode runtime changed since the last tick, so an idle tick walks nothing, and
+//! a wake-up when anything a tick looks at changes, so an idle holder need not tick at all.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 
 use super::is_managed;
+
+/// Called from the notification thread when something a tick looks at may have changed.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Whether an event may change what a tick finds: reads (opens, closes without a write) do not,
+/// and the ticks' own reads must not wake another tick.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// Whether an event adds, removes or renames an entry (rather than changing what one holds).
+fn is_entry_change(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    )
+}
 
 /// A recursive watch on both trees of one runtime.
 pub struct Watch {
@@ -26,10 +51,21 @@ pub enum Changes {
 }
 
 impl Watch {
-    pub fn new(home: &Path, runtime: &Path) -> Result<Watch> {
+    /// Watches both trees; `wake`, when given, is called on every change in them.
+    pub fn new(home: &Path, runtime: &Path, wake: Option<Waker>) -> Result<Watch> {
         let (tx, events) = mpsc::channel();
-        let mut watcher =
-            notify::recommended_watcher(tx).context("cannot start file-system notifications")?;
+        let handler = move |event: notify::Result<notify::Event>| {
+            let change = event.as_ref().map_or(true, |e| is_change(&e.kind));
+            if !change {
+                return;
+            }
+            let _ = tx.send(event);
+            if let Some(wake) = &wake {
+                wake();
+            }
+        };
+        let mut watcher = notify::recommended_watcher(handler)
+            .context("cannot start file-system notifications")?;
         for root in [home, runtime] {
             watcher
                 .watch(root, RecursiveMode::Recursive)
@@ -80,5 +116,138 @@ impl Watch {
                 Some(parts.join("/"))
             }
         }
+    }
+}
+
+/// Which events on a watched directory matter to its ticks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Filter {
+    /// A config directory's top level: an entry added, removed or renamed, or a change in a
+    /// file a tick reads (credentials, documents); other files are links or mirrored copies.
+    TopLevel,
+    /// Only the entry of this name (`~/.claude.json` in a home directory full of other files).
+    Named(OsString),
+    /// Every change.
+    All,
+}
+
+impl Filter {
+    fn matches(&self, kind: &EventKind, name: &std::ffi::OsStr) -> bool {
+        match self {
+            Filter::TopLevel => is_entry_change(kind) || is_managed(&super::names::encode(name)),
+            Filter::Named(wanted) => name == wanted.as_os_str(),
+            Filter::All => true,
+        }
+    }
+}
+
+/// One watched directory, what matters there, and whom to tell.
+#[derive(Clone, Debug)]
+pub struct Route<K> {
+    pub dir: PathBuf,
+    pub filter: Filter,
+    pub key: K,
+}
+
+/// What an event touched.
+pub enum Touched<K> {
+    One(K),
+    /// Notifications were lost: anything may have changed.
+    All,
+}
+
+/// Non-recursive watches on the directories of a set of routes, one notification thread for all.
+pub struct Notifier<K> {
+    watcher: notify::RecommendedWatcher,
+    routes: Arc<Mutex<Vec<Route<K>>>>,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl<K: Clone + Send + 'static> Notifier<K> {
+    /// Starts the notification thread; `on` is called on it for every route an event touches.
+    pub fn new(on: impl Fn(Touched<K>) + Send + 'static) -> Result<Notifier<K>> {
+        let routes: Arc<Mutex<Vec<Route<K>>>> = Arc::default();
+        let seen = routes.clone();
+        let handler = move |event: notify::Result<notify::Event>| {
+            let event = match event {
+                Ok(e) if !e.need_rescan() => e,
+                _ => return on(Touched::All),
+            };
+            if !is_change(&event.kind) {
+                return;
+            }
+            let touched: Vec<K> = {
+                let routes = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                routes
+                    .iter()
+                    .filter(|r| event.paths.iter().any(|p| touches(r, &event.kind, p)))
+                    .map(|r| r.key.clone())
+                    .collect()
+            };
+            for key in touched {
+                on(Touched::One(key));
+            }
+        };
+        let watcher = notify::recommended_watcher(handler)
+            .context("cannot start file-system notifications")?;
+        Ok(Notifier {
+            watcher,
+            routes,
+            watched: BTreeSet::new(),
+        })
+    }
+
+    /// Watches exactly the directories of `routes` from now on. A directory that does not exist
+    /// is left out (there is nothing there to tick); any other failure (the kernel's limit on
+    /// watches) is an error, and the caller must look for itself.
+    pub fn set(&mut self, routes: Vec<Route<K>>) -> Result<()> {
+        let wanted: BTreeSet<PathBuf> = routes.iter().map(|r| r.dir.clone()).collect();
+        *self.routes.lock().unwrap_or_else(PoisonError::into_inner) = routes;
+        for gone in self
+            .watched
+            .difference(&wanted)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            // A directory removed meanwhile took its watch with it.
+            let _ = self.watcher.unwatch(&gone);
+            self.watched.remove(&gone);
+        }
+        for dir in wanted {
+            if self.watched.contains(&dir) {
+                continue;
+            }
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(dir);
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e))
+                        .with_context(|| format!("cannot watch {}", dir.display()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_not_found(e: &notify::Error) -> bool {
+    match &e.kind {
+        notify::ErrorKind::PathNotFound => true,
+        notify::ErrorKind::Io(io) => io.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+/// Whether an event of `kind` on `path` matters to `route`: an entry of its directory that its
+/// filter takes, or the directory itself (removed or moved away).
+fn touches<K>(route: &Route<K>, kind: &EventKind, path: &Path) -> bool {
+    if path == route.dir {
+        return true;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if dir == route.dir => route.filter.matches(kind, name),
+        _ => false,
     }
 }

@@ -83,6 +83,51 @@ both_modes!(
     }
 );
 
+both_modes!(
+    what_the_command_changes_reaches_its_place_while_the_command_runs,
+    |mode: &str| {
+        // The command waits (at most 20 s) for each change to arrive before making the next,
+        // and fails if one does not: every change after the first comes after run's first
+        // tick, so only its watch carries it while the command runs, not the release.
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let refreshed = f.dir.path().join("refreshed.json");
+        fs::write(&refreshed, fixture_credentials("work-refreshed")).unwrap();
+        let script = format!(
+            r#"
+            wait_for() {{ i=0; while [ $i -lt 200 ]; do eval "$1" && return 0; sleep 0.1; i=$((i+1)); done; echo "never: $1" >&2; exit 3; }}
+            cp {refreshed} "$CLAUDE_CONFIG_DIR/.tmp-new" && mv "$CLAUDE_CONFIG_DIR/.tmp-new" "$CLAUDE_CONFIG_DIR/.credentials.json"
+            wait_for 'cmp -s {refreshed} {canonical}'
+            sed '1s/^{{/{{"fromRun": true,/' "$CLAUDE_CONFIG_DIR/.claude.json" > "$CLAUDE_CONFIG_DIR/.tmp-json" && mv "$CLAUDE_CONFIG_DIR/.tmp-json" "$CLAUDE_CONFIG_DIR/.claude.json"
+            wait_for 'grep -q fromRun "$HOME/.claude.json"'
+            sed '1s/^{{/{{"fromHome": true,/' "$HOME/.claude/settings.json" > "$HOME/.claude/.tmp-s" && mv "$HOME/.claude/.tmp-s" "$HOME/.claude/settings.json"
+            wait_for 'grep -q fromHome "$CLAUDE_CONFIG_DIR/settings.json"'
+            "#,
+            refreshed = refreshed.display(),
+            canonical = f.canonical("work").display(),
+        );
+        let out = f.run(
+            &[
+                "run",
+                "work",
+                "--link-mode",
+                mode,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+);
+
 #[test]
 fn run_scrubs_variables_that_would_override_the_account() {
     let mut f = Fixture::new();

@@ -240,3 +240,102 @@ fn every_held_session_released_elsewhere_ends_with_an_event() {
     assert!(status.success());
     assert!(!stderr.contains("could not release"), "{stderr}");
 }
+
+/// Adds `key` under `mcpServers` of the JSON document at `path`, as Claude Code writes it
+/// (a temp file renamed over it).
+fn add_mcp_server(path: &std::path::Path, key: &str) {
+    let mut doc: serde_json::Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    doc["mcpServers"][key] = json!({"command": key});
+    write_by_rename(path, serde_json::to_string_pretty(&doc).unwrap().as_bytes());
+}
+
+fn has_mcp_server(path: &std::path::Path, key: &str) -> bool {
+    fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|doc| doc["mcpServers"][key]["command"] == json!(key))
+}
+
+both_modes!(
+    serve_carries_each_change_to_its_place_while_it_holds_the_session,
+    |mode: &str| {
+        // Each change is made after the one before it arrived, so after serve's first tick:
+        // only a watch (or a poll) can carry it, and the loop waits far less than the minute
+        // between ticks of an idle serve.
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let mut s = f.serve();
+        let a = s.call("acquire", json!({"profile": "work", "link_mode": mode}));
+        assert_eq!(a["ok"], json!(true), "{a}");
+        let runtime_json = f.runtime("work").join(".claude.json");
+        add_mcp_server(&runtime_json, "from-session");
+        assert!(
+            eventually(20, || has_mcp_server(&f.claude_json(), "from-session")),
+            "a key the session wrote reached ~/.claude.json"
+        );
+        add_mcp_server(&f.claude_json(), "from-home");
+        assert!(
+            eventually(20, || has_mcp_server(&runtime_json, "from-home")),
+            "a key written in ~/.claude.json reached the runtime"
+        );
+        write_by_rename(
+            &f.runtime("work").join(".credentials.json"),
+            &fixture_credentials("work-refreshed"),
+        );
+        assert!(
+            eventually(20, || fs::read(f.canonical("work")).unwrap()
+                == fixture_credentials("work-refreshed")),
+            "a refreshed login reached the profile"
+        );
+        let settings = f.claude().join("settings.json");
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&fs::read(&settings).unwrap_or_else(|_| b"{}".to_vec()))
+                .unwrap();
+        doc["theme"] = json!("from-home");
+        write_by_rename(&settings, serde_json::to_string(&doc).unwrap().as_bytes());
+        assert!(
+            eventually(20, || fs::read_to_string(
+                f.runtime("work").join("settings.json")
+            )
+            .is_ok_and(|t| t.contains("from-home"))),
+            "a setting changed in the claude home reached the runtime"
+        );
+        fs::write(f.claude().join("added-at-top.md"), "new in the home\n").unwrap();
+        assert!(
+            eventually(20, || f.runtime("work").join("added-at-top.md").exists()),
+            "an entry added to the claude home appeared in the runtime"
+        );
+        let (status, stderr) = s.finish();
+        assert!(status.success(), "{stderr}");
+    }
+);
+
+#[test]
+fn serve_renews_the_lease_of_a_held_session_before_it_runs_out() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    let mut s = f.serve();
+    let a = s.call("acquire", json!({"profile": "work", "lease_ms": 6000}));
+    let first = a["lease_expires_at"].as_i64().unwrap();
+    let lease_of = || {
+        f.status()["profiles"][0]["sessions"][0]["lease_expires_at"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    // Wait until the first lease has run out; by then it was renewed, and the new one lasts.
+    assert!(eventually(20, || now_ms() > first + 500));
+    let renewed = lease_of();
+    assert!(
+        renewed > now_ms(),
+        "the lease was renewed before it ran out: {renewed} (first {first})"
+    );
+    let (status, stderr) = s.finish();
+    assert!(status.success(), "{stderr}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
