@@ -136,15 +136,26 @@ pub fn create_profile_lock(layout: &Layout, profile: &str) -> Result<()> {
     open_private(&layout.profile_lock(profile)).map(drop)
 }
 
-/// Opens the lock file at `path`, creating it private; `None` when its directory is gone.
+/// Opens the lock file at `path` for reading (creating it private first when it is missing);
+/// `None` when its directory is gone. Read-only, so that taking a lock writes nothing a
+/// watcher of the directory would take for a change (a held session's ticker watches the
+/// profile's directory).
 fn open_private(path: &Path) -> Result<Option<File>> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    platform::create_mode(&mut options, fsx::PRIVATE_FILE);
-    match options.open(path) {
+    let open = || match File::open(path) {
         Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    if let Some(file) = open()? {
+        return Ok(Some(file));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    platform::create_mode(&mut options, fsx::PRIVATE_FILE);
+    match options.open(path) {
+        Ok(_) => open(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
     }
 }
 

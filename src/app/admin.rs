@@ -71,7 +71,7 @@ pub fn profile_status(layout: &Layout, name: &ProfileName) -> Result<ProfileStat
 /// Reclaims runtimes that no live session uses, after a final sync, and sweeps the temp files
 /// and trash that crashed processes left in the store.
 pub fn gc(layout: &Layout) -> Result<Collected> {
-    let (pruned, idle) = {
+    let (pruned, candidates) = {
         let _store = StateLock::acquire(layout)?;
         home::finish_switch(layout)?;
         fsx::sweep_temp(&layout.runtimes_dir());
@@ -79,31 +79,38 @@ pub fn gc(layout: &Layout) -> Result<Collected> {
         fsx::sweep_temp(&layout.store);
         let (live, pruned) = prune(layout)?;
         sweep_session_locks(layout)?;
-        // Only profiles nobody works on now: a profile whose lock is held may be building a
-        // runtime that no record names yet, or writing its login through a temp file. Trying
-        // a lock never waits, so it may be done under the store lock.
-        let mut idle = Vec::new();
+        // A profile's temp files only while nobody works on it (a tick may be writing its
+        // login through one); trying its lock never waits, so also under the store lock.
         for name in profile::list(layout)? {
-            if let Some(lock) = ProfileLock::try_acquire(layout, &name)? {
+            if check_private_dir(&layout.profile_dir(&name)).is_ok()
+                && let Some(_profile) = ProfileLock::try_acquire(layout, &name)?
+            {
                 fsx::sweep_temp(&layout.profile_dir(&name));
-                let orphaned =
-                    live_of(&live, &name).next().is_none() && layout.runtime_dir(&name).exists();
-                if orphaned {
-                    idle.push((name, lock));
-                }
             }
         }
-        (pruned, idle)
+        let mut candidates = Vec::new();
+        for entry in std::fs::read_dir(layout.runtimes_dir())
+            .with_context(|| format!("cannot read {}", layout.runtimes_dir().display()))?
+        {
+            // Temp names, trash and anything that is not a profile's name are not runtimes.
+            if let Some(name) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| ProfileName::parse(n).ok())
+                && live_of(&live, &name).next().is_none()
+            {
+                candidates.push(name);
+            }
+        }
+        (pruned, candidates)
     };
     let mut removed = Vec::new();
     let mut failed = Vec::new();
-    // Each idle runtime is reclaimed under its profile's lock alone (its teardown takes the
-    // store lock for the merges only), so a long final pass holds up no other profile. No
-    // session can start on it meanwhile: an acquire takes the same lock first.
-    for (name, _lock) in idle {
+    for name in candidates {
         // One runtime that cannot be reclaimed does not keep gc from the others.
-        match runtime::teardown(layout, &name) {
-            Ok(_) => removed.push(name.to_string()),
+        match reclaim(layout, &name) {
+            Ok(true) => removed.push(name.to_string()),
+            Ok(false) => {}
             Err(e) => failed.push(format!("{name}: {e:#}")),
         }
     }
@@ -117,6 +124,37 @@ pub fn gc(layout: &Layout) -> Result<Collected> {
         runtimes_failed: failed,
         removed_deleted,
     })
+}
+
+/// Tears down the runtime of `name` when no live session uses it and nobody works on the
+/// profile (its lock is tried, never waited for: an acquire may be building the runtime before
+/// any record names it). Each is reclaimed under its profile's lock alone, so a long final pass
+/// holds up no other profile; a runtime whose profile was removed by hand has no such lock and
+/// is reclaimed under the store lock. False when it was left alone.
+fn reclaim(layout: &Layout, name: &ProfileName) -> Result<bool> {
+    let _profile = match profile::exists(layout, name) {
+        true => {
+            check_private_dir(&layout.profile_dir(name))?;
+            match ProfileLock::try_acquire(layout, name)? {
+                Some(lock) => Some(lock),
+                None => return Ok(false),
+            }
+        }
+        false => None,
+    };
+    let _whole = match _profile {
+        Some(_) => None,
+        None => Some(StateLock::acquire(layout)?),
+    };
+    {
+        let _store = StateLock::acquire(layout)?;
+        let (live, _) = prune(layout)?;
+        if live_of(&live, name).next().is_some() || !layout.runtime_dir(name).exists() {
+            return Ok(false);
+        }
+    }
+    runtime::teardown(layout, name)?;
+    Ok(true)
 }
 
 /// Removes hold locks that no session record names and no process holds: a `serve` or `run`
@@ -210,7 +248,7 @@ pub fn remove_profile(layout: &Layout, name: &ProfileName) -> Result<Removed> {
 /// name exists, and when its login has a place again (the home, another profile) or was
 /// spent there: one login, one place.
 pub fn restore_profile(layout: &Layout, name: &ProfileName) -> Result<Restored> {
-    let _profile = ProfileLock::acquire_if_exists(layout, name)?;
+    // No lock of `name`: a profile of that name must not exist, which the store lock settles.
     let _lock = StateLock::acquire(layout)?;
     settle(layout)?;
     if profile::exists(layout, name) {
@@ -246,7 +284,8 @@ pub fn restore_profile(layout: &Layout, name: &ProfileName) -> Result<Restored> 
 /// during a live session; an idle runtime is synced and removed first, since its directory
 /// bears the old name.
 pub fn rename_profile(layout: &Layout, old: &ProfileName, new: &ProfileName) -> Result<()> {
-    let _profiles = ProfileLock::acquire_existing(layout, [old, new])?;
+    // `new` must not exist: only `old` is worked on.
+    let _profile = ProfileLock::acquire_if_exists(layout, old)?;
     let _lock = StateLock::acquire(layout)?;
     profile::require(layout, old)?;
     let live = settle(layout)?;
@@ -392,7 +431,14 @@ pub fn use_profile(
         let _profiles = ProfileLock::acquire_existing(layout, names.into_iter().flatten())?;
         let _lock = StateLock::acquire(layout)?;
         let live = settle(layout)?;
-        if logins::home_profile(layout)? != home {
+        // Which of them exist (so have a lock) must be what it was when they were locked.
+        let existed = names
+            .iter()
+            .flatten()
+            .filter(|n| profile::exists(layout, n))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if logins::home_profile(layout)? != home || existed != _profiles.len() {
             continue;
         }
         return home::use_profile(layout, &live, name, save_home_as);

@@ -322,6 +322,11 @@ pub fn tick_with(layout: &Layout, id: &SessionId, cache: &mut TickCache) -> Resu
     // The profile's lock is taken before the store's, as everywhere.
     let profile = profile_of(layout, id)?;
     let _profile = ProfileLock::acquire_if_exists(layout, &profile)?;
+    // A session of a profile removed by hand: no profile lock, so the store's for all of it.
+    let _whole = match _profile {
+        Some(_) => None,
+        None => Some(StateLock::acquire(layout)?),
+    };
     let record = {
         let _store = StateLock::acquire(layout)?;
         prune(layout)?;
@@ -362,6 +367,11 @@ fn profile_of(layout: &Layout, id: &SessionId) -> Result<String> {
 pub fn release(layout: &Layout, id: &SessionId) -> Result<Released> {
     let profile = profile_of(layout, id)?;
     let _profile = ProfileLock::acquire_if_exists(layout, &profile)?;
+    // A session of a profile removed by hand: no profile lock, so the store's for all of it.
+    let _whole = match _profile {
+        Some(_) => None,
+        None => Some(StateLock::acquire(layout)?),
+    };
     let (record, remaining, home) = {
         let _store = StateLock::acquire(layout)?;
         // Load before pruning, so a session whose lease just ran out can still be released

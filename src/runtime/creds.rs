@@ -88,7 +88,7 @@ pub(super) fn save_session_pair(
 /// Looks at what a killed process left at the top of a runtime under temp names (what an
 /// exchange took out, a prepared link or copy): valid credentials among them are offered to
 /// the profile like any refresh, and the rest is removed. Entries taken out for adoption are
-/// left to `real::recover`. Runs under the state lock, so no live clauth-helper owns them.
+/// left to `real::recover`. Runs under the profile's lock, so no live clauth-helper owns them.
 pub fn recover(cfg: &Path, canonical: &Path, report: &mut SyncReport) -> Result<()> {
     let adopt = format!("{}adopt-", fsx::TEMP_PREFIX);
     for entry in fs::read_dir(cfg).with_context(|| format!("cannot read {}", cfg.display()))? {
