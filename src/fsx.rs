@@ -116,7 +116,36 @@ fn finish_copy(out: &File, source: &fs::Metadata, mode: Option<u32>, dst: &Path)
     Ok(())
 }
 
+/// Copies `src` over `dst` only while `dst` is still the version stamped `expected` (`None`:
+/// nothing there): the copy goes to a temp file first, then `guard` is taken (a lock that
+/// other writers of `dst` take too) and the stamp checked again just before the rename.
+/// `None` when `dst` changed, and nothing was written.
+pub fn copy_file_over<G>(
+    src: &Path,
+    dst: &Path,
+    expected: Option<Stamp>,
+    guard: impl FnOnce() -> Result<G>,
+) -> Result<Option<Copied>> {
+    copy_file_if(src, dst, None, false, |dst| {
+        let held = guard()?;
+        Ok((Stamp::at(dst)? == expected).then_some(held))
+    })
+}
+
 fn copy_file(src: &Path, dst: &Path, mode: Option<u32>, durable: bool) -> Result<Copied> {
+    let copied = copy_file_if(src, dst, mode, durable, |_| Ok(Some(())))?;
+    copied.context("a copy without a condition was dropped")
+}
+
+/// A copy through a temp file, renamed over `dst` when `ready` (called just before the rename,
+/// its value held across it) says so.
+fn copy_file_if<G>(
+    src: &Path,
+    dst: &Path,
+    mode: Option<u32>,
+    durable: bool,
+    ready: impl FnOnce(&Path) -> Result<Option<G>>,
+) -> Result<Option<Copied>> {
     let dir = parent_of(dst)?;
     let mut input = open_regular(src).with_context(|| format!("cannot open {}", src.display()))?;
     let source = input
@@ -141,13 +170,16 @@ fn copy_file(src: &Path, dst: &Path, mode: Option<u32>, durable: bool) -> Result
         .as_file()
         .metadata()
         .with_context(|| format!("cannot stat {}", dst.display()))?;
+    let Some(_held) = ready(dst)? else {
+        return Ok(None);
+    };
     tmp.persist(dst)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot replace {}", dst.display()))?;
     if durable {
         sync_dir(dir);
     }
-    Ok(Copied { source, written })
+    Ok(Some(Copied { source, written }))
 }
 
 /// Where a path leads when it is a symlink to something that exists (followed to the end), so

@@ -235,7 +235,7 @@ fn mirror(
         cfg,
         &mut manifest,
         scope,
-        false,
+        Some(layout),
         report,
     )?;
     if manifest.is_dirty() {
@@ -315,7 +315,7 @@ pub fn teardown(layout: &Layout, profile: &str) -> Result<SyncReport> {
                 &cfg,
                 &mut manifest,
                 &fake::Scope::Full,
-                false,
+                Some(layout),
                 &mut report,
             )?;
             report
@@ -384,7 +384,7 @@ pub fn build(layout: &Layout, profile: &str, mode: LinkMode) -> Result<()> {
                 &cfg,
                 &mut manifest,
                 &fake::Scope::Full,
-                true,
+                None,
                 &mut report,
             )?;
             manifest.save(&layout.runtime_manifest(profile))?;

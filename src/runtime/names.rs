@@ -142,8 +142,21 @@ pub fn fit(name: &str, suffix: &str) -> String {
 /// `dir/name.clauth-conflict-<ms>-<side>`, beside `path`, shortened to fit where it must be.
 /// A name that is not valid Unicode keeps its bytes.
 pub fn conflict_name(path: &Path, side: &str) -> PathBuf {
+    // A name nothing holds yet: two conflicts of one file in one millisecond get two copies.
+    let start = now_ms();
+    let mut named = conflict_name_at(path, side, start);
+    for ms in start + 1..start + 1000 {
+        if std::fs::symlink_metadata(&named).is_err() {
+            break;
+        }
+        named = conflict_name_at(path, side, ms);
+    }
+    named
+}
+
+fn conflict_name_at(path: &Path, side: &str, ms: i64) -> PathBuf {
     let name = path.file_name().unwrap_or_default();
-    let suffix = format!(".clauth-conflict-{}-{side}", now_ms());
+    let suffix = format!(".clauth-conflict-{ms}-{side}");
     match name.to_str() {
         Some(n) => path.with_file_name(fit(n, &suffix)),
         None => {

@@ -198,6 +198,9 @@ both_modes!(
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        // The prompt history both sessions append to (in real mode through the runtime's link
+        // to it, in fake mode to their own copies, mirrored).
+        fs::write(f.claude().join("history.jsonl"), "").unwrap();
         let bin = Bin::of(&f).with_env("CLAUTH_LOCK_TIMEOUT_MS", "30000");
         let claude_json = f.claude_json();
         let settings = f.claude().join("settings.json");
@@ -223,6 +226,15 @@ both_modes!(
                         let session = a.json["session"].clone();
                         let cfg = PathBuf::from(a.json["config_dir"].as_str().unwrap());
                         session_write(&cfg.join(".claude.json"), &format!("{p}Doc{n}"), json!(n));
+                        // A file both profiles' sessions append to, as Claude Code appends
+                        // each prompt to history.jsonl.
+                        let mut history = fs::OpenOptions::new()
+                            .append(true)
+                            .open(cfg.join("history.jsonl"))
+                            .unwrap();
+                        std::io::Write::write_all(&mut history, format!("{p}-{n}\n").as_bytes())
+                            .unwrap();
+                        drop(history);
                         let t = bin.call("tick", &json!({"session": session}));
                         if !t.is_ok() {
                             problem(format!("{p} tick {n}: {}", t.context()));
@@ -306,6 +318,29 @@ both_modes!(
                 lost.push(format!("{p}: the profile's login is not the last refresh"));
             }
         }
+        // Every line either session appended is in the home's history or, where both changed
+        // it at once, in a conflict copy beside it: none is written over unseen.
+        let mut history = String::new();
+        for entry in fs::read_dir(f.claude()).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("history.jsonl") && entry.path().is_file() {
+                history.push_str(&fs::read_to_string(entry.path()).unwrap());
+            }
+        }
+        let lines: std::collections::BTreeSet<&str> = history.lines().collect();
+        let history_files: Vec<String> = fs::read_dir(f.claude())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("history.jsonl"))
+            .collect();
+        for p in profiles {
+            for n in 0..CYCLES {
+                if !lines.contains(format!("{p}-{n}").as_str()) {
+                    lost.push(format!("history.jsonl line {p}-{n}"));
+                }
+            }
+        }
         for n in 0..plain_keys.0 {
             if home_doc[format!("plainDoc{n}")] != json!(1) {
                 lost.push(format!("~/.claude.json plainDoc{n}"));
@@ -316,7 +351,10 @@ both_modes!(
                 lost.push(format!("settings.json plainSet{n}"));
             }
         }
-        assert!(lost.is_empty(), "{mode}: lost {lost:#?}");
+        assert!(
+            lost.is_empty(),
+            "{mode}: lost {lost:#?}\nhistory files: {history_files:?}\n{history}"
+        );
         assert!(names_in(&f.store().join("runtimes")).is_empty());
         assert!(names_in(&f.store().join("sessions")).is_empty());
         assert!(
@@ -332,3 +370,29 @@ both_modes!(
         );
     }
 );
+
+/// A copy of the home's login in a profile (left by an earlier `--from-claude`) is folded into
+/// the home only while nobody works on that profile: with its lock held elsewhere the copy
+/// stays as it is, and the next command after folds it.
+#[test]
+fn a_copy_of_the_home_login_is_folded_only_while_its_profile_is_not_busy() {
+    let mut f = Fixture::new();
+    f.add_profile("copy", None);
+    let home_login = fs::read(f.claude().join(".credentials.json")).unwrap();
+    let copy = f.canonical("copy");
+    write_by_rename_in(&f.store().join("profiles/copy"), &copy, &home_login);
+    fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    f.set_env("CLAUTH_LOCK_TIMEOUT_MS", "500");
+    let holder = hold_lock(&f, &f.store().join("profiles/copy/lock"));
+    let status = f.status();
+    assert_eq!(fs::read(&copy).unwrap(), home_login, "folded while busy");
+    assert_eq!(status["profiles"][0]["home"], json!(false), "{status}");
+    stop(holder);
+    let status = f.status();
+    assert!(!copy.exists(), "the copy stayed after: {status}");
+    assert_eq!(status["profiles"][0]["home"], json!(true), "{status}");
+    assert_eq!(
+        fs::read(f.claude().join(".credentials.json")).unwrap(),
+        home_login
+    );
+}

@@ -23,6 +23,8 @@ use progress::Progress;
 use super::SyncReport;
 use super::names::{self, conflict_name, is_managed, is_transient, join};
 use crate::fsx::{self, Stamp};
+use crate::layout::Layout;
+use crate::lock::StateLock;
 
 /// Deeper than this, a walk stops and reports the folder as skipped. Loops through symlinks are
 /// found by the folders' ids; this only bounds the walk's stack.
@@ -154,6 +156,9 @@ struct Mirror<'a> {
     deletions: Vec<(Side, String)>,
     /// The runtime is being built and nobody uses it yet: copy straight into place.
     fresh: bool,
+    /// The store whose lock every write into the claude home is made under (other profiles'
+    /// mirrors write there too), each checked against what the walk saw just before it lands.
+    store: Option<&'a Layout>,
     progress: Progress,
     /// The ids of the folders being walked, home and runtime side, from the top down: a folder
     /// that is one of its own ancestors (a symlink to a parent) is a loop, skipped and reported.
@@ -168,8 +173,56 @@ impl Mirror<'_> {
         }
     }
 
-    /// Copies `rel` from `from` to the other side and records both stamps as the copy saw them.
-    fn copy(&mut self, from: Side, rel: &str) -> Result<()> {
+    /// The store lock, for a write into the claude home (none while a runtime is built).
+    fn shared(&self) -> Result<Option<StateLock>> {
+        self.store.map(StateLock::acquire).transpose()
+    }
+
+    /// Copies the runtime's `rel` into the home over the version the walk saw there
+    /// (`expected`, `None` for none). When another writer (a plain `claude`, another profile's
+    /// mirror) changed the home's copy since, the home's newer version wins on both sides and
+    /// the session's is kept beside it as a conflict copy: nothing is written over unseen.
+    fn copy_home_over(&mut self, rel: &str, expected: Option<Stamp>) -> Result<()> {
+        if self.copy_to(Side::Runtime, rel, expected)? {
+            return Ok(());
+        }
+        // Deleted meanwhile: the session's version takes the empty place, if it still is.
+        let hp = join(self.home, rel);
+        if fsx::Stamp::at(&fsx::resolve_link(&hp))?.is_none()
+            && self.copy_to(Side::Runtime, rel, None)?
+        {
+            return Ok(());
+        }
+        match fsx::Stamp::at(&fsx::resolve_link(&hp))? {
+            // Gone again: left to the next pass, which sees the session's version as new.
+            None => Ok(()),
+            Some(_) => {
+                {
+                    let _shared = self.shared()?;
+                    let aside = conflict_name(&hp, "session");
+                    fsx::copy_file_fast(&join(self.runtime, rel), &aside)?;
+                    let shown = aside
+                        .strip_prefix(self.home)
+                        .map(|p| p.to_string_lossy().into_owned());
+                    self.report.conflicts.push(shown.unwrap_or_default());
+                }
+                let now = fsx::Stamp::at(&join(self.runtime, rel))?;
+                self.copy_runtime_over(rel, now)
+            }
+        }
+    }
+
+    /// Copies the home's `rel` into the runtime over the version the walk saw there
+    /// (`expected`, `None` for none). When the session changed its copy since (Claude Code
+    /// appends to files in place), nothing is written: the next pass finds both sides changed
+    /// and keeps both versions.
+    fn copy_runtime_over(&mut self, rel: &str, expected: Option<Stamp>) -> Result<()> {
+        self.copy_to(Side::Home, rel, expected).map(drop)
+    }
+
+    /// Copies `rel` from `from` to the other side over the version stamped `expected` there,
+    /// and records both stamps as the copy saw them; false when that version changed.
+    fn copy_to(&mut self, from: Side, rel: &str, expected: Option<Stamp>) -> Result<bool> {
         let to = if from == Side::Home {
             Side::Runtime
         } else {
@@ -190,12 +243,15 @@ impl Mirror<'_> {
             self.make_dirs_like(to, parent)?;
         }
         let copied = if self.fresh && to == Side::Runtime {
-            fsx::copy_file_new(&src, &dst)
+            fsx::copy_file_new(&src, &dst).map(Some)
+        } else if to == Side::Home {
+            fsx::copy_file_over(&src, &dst, expected, || self.shared())
         } else {
-            fsx::copy_file_fast(&src, &dst)
+            fsx::copy_file_over(&src, &dst, expected, || Ok(()))
         };
         let copied = match copied {
-            Ok(c) => c,
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(false),
             // A file that cannot be read is left alone, and said so, not a failed sync.
             Err(e)
                 if e.chain()
@@ -203,7 +259,7 @@ impl Mirror<'_> {
                     .any(unreadable) =>
             {
                 self.report.skipped.push(names::shown(rel));
-                return Ok(());
+                return Ok(true);
             }
             Err(e) => return Err(e),
         };
@@ -220,7 +276,7 @@ impl Mirror<'_> {
             Side::Home => self.report.copied_to_home += 1,
             Side::Runtime => self.report.copied_to_runtime += 1,
         }
-        Ok(())
+        Ok(true)
     }
 
     fn mkdir(&mut self, side: Side, rel: &str) -> Result<()> {
@@ -285,13 +341,21 @@ impl Mirror<'_> {
         } else {
             (Side::Home, Side::Runtime, "session")
         };
-        let aside = conflict_name(&hp, loser_name);
-        fsx::copy_file_fast(&join(self.root(loser), rel), &aside)?;
-        self.copy(winner, rel)?;
-        let shown = aside
-            .strip_prefix(self.home)
-            .map(|p| p.to_string_lossy().into_owned());
-        self.report.conflicts.push(shown.unwrap_or_default());
+        {
+            // Named and written under the store lock: another profile's mirror may be keeping
+            // a conflict copy of the same file in the same millisecond.
+            let _shared = self.shared()?;
+            let aside = conflict_name(&hp, loser_name);
+            fsx::copy_file_fast(&join(self.root(loser), rel), &aside)?;
+            let shown = aside
+                .strip_prefix(self.home)
+                .map(|p| p.to_string_lossy().into_owned());
+            self.report.conflicts.push(shown.unwrap_or_default());
+        }
+        match winner {
+            Side::Runtime => self.copy_home_over(rel, Some(h))?,
+            Side::Home => self.copy_runtime_over(rel, Some(r))?,
+        }
         Ok(())
     }
 
@@ -301,7 +365,11 @@ impl Mirror<'_> {
     fn kind_changed(&mut self, rel: &str, runtime_node: Node) -> Result<()> {
         let hp = join(self.home, rel);
         let aside = conflict_name(&hp, "home");
-        fs::rename(&hp, &aside).with_context(|| format!("cannot move {} aside", hp.display()))?;
+        {
+            let _shared = self.shared()?;
+            fs::rename(&hp, &aside)
+                .with_context(|| format!("cannot move {} aside", hp.display()))?;
+        }
         let shown = aside
             .strip_prefix(self.home)
             .map(|p| p.to_string_lossy().into_owned());
@@ -309,7 +377,7 @@ impl Mirror<'_> {
         self.manifest.unset(rel);
         self.manifest.forget_below(rel);
         match runtime_node {
-            Node::File(_) => self.copy(Side::Runtime, rel),
+            Node::File(_) => self.copy_home_over(rel, None),
             Node::Dir => self.mkdir(Side::Home, rel),
         }
     }
@@ -336,9 +404,11 @@ impl Mirror<'_> {
             }
             (Some(Node::File(hs)), Some(Node::File(rs))) => match m {
                 Some(Synced::File { home, runtime }) if home == hs && runtime == rs => {}
-                Some(Synced::File { home, .. }) if home == hs => self.copy(Side::Runtime, rel)?,
+                Some(Synced::File { home, .. }) if home == hs => {
+                    self.copy_home_over(rel, Some(hs))?
+                }
                 Some(Synced::File { runtime, .. }) if runtime == rs => {
-                    self.copy(Side::Home, rel)?
+                    self.copy_runtime_over(rel, Some(rs))?
                 }
                 _ => self.both_changed(rel, hs, rs)?,
             },
@@ -355,13 +425,13 @@ impl Mirror<'_> {
                 Some(Synced::File { home, .. }) if home == hs => {
                     self.deletions.push((Side::Home, rel.to_owned()))
                 }
-                _ => self.copy(Side::Home, rel)?,
+                _ => self.copy_runtime_over(rel, None)?,
             },
             (None, Some(Node::File(rs))) => match m {
                 Some(Synced::File { runtime, .. }) if runtime == rs => {
                     self.deletions.push((Side::Runtime, rel.to_owned()))
                 }
-                _ => self.copy(Side::Runtime, rel)?,
+                _ => self.copy_home_over(rel, None)?,
             },
             (Some(_), Some(r)) => self.kind_changed(rel, r)?,
         }
@@ -493,6 +563,10 @@ impl Mirror<'_> {
             }),
             _ => None,
         };
+        let _shared = match side {
+            Side::Home => self.shared()?,
+            Side::Runtime => None,
+        };
         let taken = fsx::unique_sibling(path.parent().unwrap_or(path), "delete");
         match fs::rename(path, &taken) {
             Ok(()) => {}
@@ -540,15 +614,17 @@ fn same_contents(a: &Path, b: &Path) -> Result<bool> {
     Ok(x == y)
 }
 
-/// One two-way mirror pass. `fresh` is for a runtime being built, which nobody uses yet.
+/// One two-way mirror pass; without `store`, for a runtime being built, which nobody uses yet.
 pub fn sync(
     home: &Path,
     runtime: &Path,
     manifest: &mut Manifest,
     scope: &Scope,
-    fresh: bool,
+    store: Option<&Layout>,
     report: &mut SyncReport,
 ) -> Result<()> {
+    // Only a runtime being built is mirrored without the store: nothing goes to the home then.
+    let fresh = store.is_none();
     // A missing root must never read as "every file deleted".
     anyhow::ensure!(
         home.is_dir(),
@@ -567,6 +643,7 @@ pub fn sync(
         report,
         deletions: Vec::new(),
         fresh,
+        store,
         progress: Progress::new(fresh),
         ancestors: Vec::new(),
     };
