@@ -654,6 +654,39 @@ fn bench_documents(root: &Path, mib: usize, runs: usize, rows: &mut Vec<Row>) {
         "one parse of it into a `serde_json::Value` (the floor)".into(),
         format!("{} ms, peak {} MiB", ms(parse), parse_rss / 1024),
     );
+    // The issue's own floor, one Python `json.load` of the file (the file read and parsed, the
+    // interpreter's start-up left out), beside it.
+    let python_once = || {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import json,sys,time; t=time.perf_counter(); json.load(open(sys.argv[1])); \
+                 print(int((time.perf_counter()-t)*1e9))",
+            ])
+            .arg(&doc_path)
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .ok()
+            .map(Duration::from_nanos)
+    };
+    let python: Vec<Duration> = (0..runs).filter_map(|_| python_once()).collect();
+    let python = (!python.is_empty()).then(|| median(python));
+    if let Some(p) = python {
+        push(
+            "one Python `json.load` of it (the issue's floor)".into(),
+            format!("{} ms", ms(p)),
+        );
+    }
+    let versus_python = |d: Duration| match python {
+        Some(p) => format!(
+            ", {:.2}× a Python `json.load`",
+            d.as_secs_f64() / p.as_secs_f64()
+        ),
+        None => String::new(),
+    };
     let rewrite = |doc: &Path, round: usize| {
         let status = Command::new(&me)
             .arg("--rewrite")
@@ -700,9 +733,10 @@ fn bench_documents(root: &Path, mib: usize, runs: usize, rows: &mut Vec<Row>) {
     push(
         "one-shot tick after Claude Code rewrote the runtime's copy".into(),
         format!(
-            "{} ms ({:.2}× a parse), peak {} MiB ({:.1}× the document)",
+            "{} ms ({:.2}× a parse{}), peak {} MiB ({:.1}× the document)",
             ms(changed.wall),
             ratio(changed.wall),
+            versus_python(changed.wall),
             changed.max_rss_kib / 1024,
             (changed.max_rss_kib * 1024) as f64 / size as f64
         ),

@@ -894,7 +894,11 @@ fn sync_locked(
     }
     let base_moved = digests != state.digests;
     state.digests = digests;
-    state.runtime = runtime_now;
+    // A copy that does not parse keeps its stamp unrecorded: the next sync reads it again, and
+    // at release it is kept in the profile rather than going with the runtime.
+    if !out.rejected {
+        state.runtime = runtime_now;
+    }
     if out.rejected || (session.is_none() && !base_moved) {
         // The runtime's copy does not parse (left alone), or nothing it holds changed.
         kept.home = new_home.or_else(|| home_now.zip(home_known.clone()));
@@ -945,7 +949,7 @@ fn sync_locked(
 }
 
 /// At teardown, after the final sync: the runtime's copy of a document holding changes that
-/// did not reach the home (the home's did not parse, or another writer kept the merge out) is
+/// did not reach the home (the home's did not parse, or the copy itself does not) is
 /// kept in the profile before it goes with the runtime, as `<name>.unmerged-<ms>.json`
 /// (0600), and said in `report`.
 pub fn keep_unmerged(

@@ -596,3 +596,38 @@ fn edit_runtime_claude_json(
     edit(&mut doc);
     fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
 }
+
+both_modes!(
+    a_runtime_copy_that_does_not_parse_at_release_is_kept_in_the_profile,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        let home_before = fs::read(f.claude_json()).unwrap();
+        // Claude Code cut short while writing its copy: what it held is not thrown away.
+        let broken = "{ \"theme\": \"light\", \"mcpServers\": { \"notes\"";
+        fs::write(f.runtime("work").join(".claude.json"), broken).unwrap();
+        let t = f.tick(&session_of(&a));
+        assert!(
+            t["rejected_documents"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(".claude.json")),
+            "{mode}: {t}"
+        );
+        f.tick(&session_of(&a));
+        let r = f.release(&session_of(&a));
+        let kept = r["kept_documents"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{mode}: the release says what it kept: {r}"));
+        assert_eq!(kept.len(), 1, "{r}");
+        let path = std::path::PathBuf::from(kept[0].as_str().unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), broken);
+        assert_eq!(
+            fs::read(f.claude_json()).unwrap(),
+            home_before,
+            "the home's document is left as it was"
+        );
+        assert!(!f.runtime("work").exists());
+    }
+);
