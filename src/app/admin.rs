@@ -217,15 +217,20 @@ fn refuse_busy(live: &[SessionRecord], name: &ProfileName, doing: &str) -> Resul
 /// (`login_in_use`), so it never has two places.
 pub fn remove_profile(layout: &Layout, name: &ProfileName) -> Result<Removed> {
     let _profile = ProfileLock::acquire_if_exists(layout, name)?;
+    {
+        let _lock = StateLock::acquire(layout)?;
+        profile::require_for(layout, name, profile::Purpose::Remove)?;
+        let live = settle(layout)?;
+        refuse_busy(&live, name, "removing it")?;
+    }
+    // The idle runtime goes under the profile's lock alone (no session can start on it
+    // meanwhile), so its final pass holds up no other profile.
+    runtime::teardown(layout, name)?;
     let _lock = StateLock::acquire(layout)?;
-    profile::require_for(layout, name, profile::Purpose::Remove)?;
-    let live = settle(layout)?;
-    refuse_busy(&live, name, "removing it")?;
     let home = logins::is_home(layout, name)?;
     if home {
         logins::set_home_profile(layout, None)?;
     }
-    runtime::teardown(layout, name)?;
     let removed = profile::removed_dir(layout);
     check_private_dir(&removed)?;
     fsx::ensure_dir(&removed, fsx::PRIVATE_DIR)?;
@@ -286,21 +291,30 @@ pub fn restore_profile(layout: &Layout, name: &ProfileName) -> Result<Restored> 
 pub fn rename_profile(layout: &Layout, old: &ProfileName, new: &ProfileName) -> Result<()> {
     // `new` must not exist: only `old` is worked on.
     let _profile = ProfileLock::acquire_if_exists(layout, old)?;
-    let _lock = StateLock::acquire(layout)?;
-    profile::require(layout, old)?;
-    let live = settle(layout)?;
-    refuse_busy(&live, old, "renaming it")?;
-    if old == new {
-        return Ok(());
+    let refuse_taken = || {
+        if profile::exists(layout, new) {
+            return Err(coded(
+                ErrorCode::ProfileExists,
+                format!("profile {new} already exists; choose another name or remove it first"),
+            ));
+        }
+        check_private_dir(&layout.profile_dir(new))
+    };
+    {
+        let _lock = StateLock::acquire(layout)?;
+        profile::require(layout, old)?;
+        let live = settle(layout)?;
+        refuse_busy(&live, old, "renaming it")?;
+        if old == new {
+            return Ok(());
+        }
+        refuse_taken()?;
     }
-    if profile::exists(layout, new) {
-        return Err(coded(
-            ErrorCode::ProfileExists,
-            format!("profile {new} already exists; choose another name or remove it first"),
-        ));
-    }
-    check_private_dir(&layout.profile_dir(new))?;
+    // The idle runtime goes under the profile's lock alone (no session can start on it
+    // meanwhile), so its final pass holds up no other profile.
     runtime::teardown(layout, old)?;
+    let _lock = StateLock::acquire(layout)?;
+    refuse_taken()?;
     let home = logins::is_home(layout, old)?;
     fsx::move_entry(&layout.profile_dir(old), &layout.profile_dir(new))?;
     if home {
