@@ -266,17 +266,15 @@ impl Notes {
             }
             self.aside_before = now;
         }
-        // At release, what could not be merged went to the profile, not to a later tick.
-        if report.kept_documents.is_empty() {
-            for doc in &report.rejected_documents {
-                self.say(format!(
-                    "{doc} does not parse, so the session's changes to it were not merged; they wait until it parses again"
-                ));
-            }
+        // Said the same way during the session and at its release, so it is said once.
+        for doc in &report.rejected_documents {
+            self.say(format!(
+                "{doc} does not parse, so the session's changes to it were not merged; they are merged once it parses again, or kept in the profile if the session ends first"
+            ));
         }
         for kept in &report.kept_documents {
             self.say(format!(
-                "profile {name}: the session's changes to a document could not be merged before its runtime went (the claude home's copy does not parse); they are kept in {kept}"
+                "profile {name}: the session's copy that could not be merged is kept in {kept}"
             ));
         }
         if !report.conflicts.is_empty() {
