@@ -117,7 +117,7 @@ fn finish_copy(out: &File, source: &fs::Metadata, mode: Option<u32>, dst: &Path)
 }
 
 /// Copies `src` over `dst` only while `dst` is still the version stamped `expected` (`None`:
-/// nothing there): the copy goes to a temp file first, then `guard` is taken (a lock that
+/// nothing there, a dangling link included): the copy goes to a temp file first, then `guard` is taken (a lock that
 /// other writers of `dst` take too) and the stamp checked again just before the rename.
 /// `None` when `dst` changed, and nothing was written.
 pub fn copy_file_over<G>(
@@ -128,7 +128,13 @@ pub fn copy_file_over<G>(
 ) -> Result<Option<Copied>> {
     copy_file_if(src, dst, None, false, |dst| {
         let held = guard()?;
-        Ok((Stamp::at(dst)? == expected).then_some(held))
+        // Links followed, as a walk lists them: a dangling link is nothing there.
+        let now = match fs::metadata(dst) {
+            Ok(meta) => Some(Stamp::of(&meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", dst.display())),
+        };
+        Ok((now == expected).then_some(held))
     })
 }
 

@@ -139,6 +139,38 @@ fn fake_mode_keeps_both_versions_of_a_file_changed_on_both_sides() {
     assert_eq!(fs::read_to_string(&aside).unwrap(), "home version\n");
 }
 
+/// A dangling link in the home is nothing there, to the walk and to the copy alike: a file
+/// the session writes under its name reaches the home (in the link's place) and the tick goes
+/// on, rather than waiting forever for a version nobody can read.
+#[test]
+fn fake_mode_carries_a_session_file_over_a_dangling_link_in_the_home() {
+    let f = Fixture::new();
+    f.add_profile("work", Some("work"));
+    std::os::unix::fs::symlink(
+        f.dir.path().join("nowhere.md"),
+        f.claude().join("commands/notes.md"),
+    )
+    .unwrap();
+    let a = f.acquire("work", "fake");
+    fs::write(
+        f.runtime("work").join("commands/notes.md"),
+        "session notes\n",
+    )
+    .unwrap();
+    let t = f.tick(&session_of(&a));
+    assert_eq!(t["copied_to_home"], json!(1), "{t}");
+    assert_eq!(t["conflicts"], json!([]), "{t}");
+    assert_eq!(
+        fs::read_to_string(f.claude().join("commands/notes.md")).unwrap(),
+        "session notes\n"
+    );
+    f.release(&session_of(&a));
+    assert_eq!(
+        fs::read_to_string(f.claude().join("commands/notes.md")).unwrap(),
+        "session notes\n"
+    );
+}
+
 #[test]
 fn real_mode_folds_a_file_claude_code_replaced_by_rename_back_into_the_home() {
     let f = Fixture::new();

@@ -186,17 +186,15 @@ impl Mirror<'_> {
         if self.copy_to(Side::Runtime, rel, expected)? {
             return Ok(());
         }
-        // Deleted meanwhile: the session's version takes the empty place, if it still is.
         let hp = join(self.home, rel);
-        if fsx::Stamp::at(&fsx::resolve_link(&hp))?.is_none()
-            && self.copy_to(Side::Runtime, rel, None)?
-        {
-            return Ok(());
-        }
-        match fsx::Stamp::at(&fsx::resolve_link(&hp))? {
-            // Gone again: left to the next pass, which sees the session's version as new.
-            None => Ok(()),
-            Some(_) => {
+        // Looked at as the walk looks (links followed).
+        match fs::metadata(&hp) {
+            // Deleted meanwhile: the session's version takes the empty place, if it still is
+            // (else the next pass sees what is there).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.copy_to(Side::Runtime, rel, None).map(drop)
+            }
+            Ok(meta) if meta.is_file() => {
                 {
                     let _shared = self.shared()?;
                     let aside = conflict_name(&hp, "session");
@@ -209,6 +207,8 @@ impl Mirror<'_> {
                 let now = fsx::Stamp::at(&join(self.runtime, rel))?;
                 self.copy_runtime_over(rel, now)
             }
+            // A folder now, or not to be looked at: the next pass decides from what is there.
+            _ => Ok(()),
         }
     }
 
