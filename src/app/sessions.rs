@@ -144,7 +144,7 @@ fn acquire_as(
     // only while the store is looked at and the record saved, so a long build of this profile
     // never holds up another profile's verbs.
     let _profile = ProfileLock::acquire(layout, name)?;
-    let mode = {
+    let (mode, build, owner_start) = {
         let _store = StateLock::acquire(layout)?;
         profile::require(layout, name)?;
         layout.require_claude_home()?;
@@ -155,31 +155,25 @@ fn acquire_as(
             return acquire_home(layout, name, request, held, owner_start);
         }
         match live_of(&live, name).next() {
-            Some(_) => Plan::Join((joined_mode(layout, name, *link_mode)?, owner_start)),
+            Some(_) => (joined_mode(layout, name, *link_mode)?, false, owner_start),
             None => {
                 let asked = link_mode.or(env_mode).unwrap_or(LinkModeRequest::Auto);
                 // Temp files and trash are swept, and the probe made, under the store lock:
                 // nobody else sweeps while the probe is there.
                 fsx::sweep_temp(&layout.runtimes_dir());
-                Plan::Build(
-                    runtime::decide_mode(asked, &layout.runtimes_dir()),
-                    owner_start,
-                )
+                let mode = runtime::decide_mode(asked, &layout.runtimes_dir());
+                (mode, true, owner_start)
             }
         }
     };
-    let (mode, owner_start) = match mode {
-        Plan::Join((mode, owner_start)) => (mode, owner_start),
-        Plan::Build(mode, owner_start) => {
-            runtime::teardown(layout, name)?;
-            if let Err(e) = runtime::build(layout, name, mode) {
-                // A half-built runtime holds links and copies only; the home is untouched.
-                runtime::discard(layout, name);
-                return Err(e);
-            }
-            (mode, owner_start)
+    if build {
+        runtime::teardown(layout, name)?;
+        if let Err(e) = runtime::build(layout, name, mode) {
+            // A half-built runtime holds links and copies only; the home is untouched.
+            runtime::discard(layout, name);
+            return Err(e);
         }
-    };
+    }
     let record = new_record(name, request, held, owner_start);
     {
         let _store = StateLock::acquire(layout)?;
@@ -203,13 +197,6 @@ fn acquire_as(
         home: false,
         pick: None,
     })
-}
-
-/// What an acquire does once it has looked at the store: join the live runtime (its mode and
-/// the owner's start time), or build one.
-enum Plan {
-    Join((LinkMode, Option<u64>)),
-    Build(LinkMode, Option<u64>),
 }
 
 /// The mode of the live runtime a new session of `name` joins, refused when the request names
