@@ -330,7 +330,8 @@ fn routes<'a>(layout: &Layout, profiles: impl Iterator<Item = &'a String>) -> Ve
         });
         routes.push(Route {
             dir: layout.profile_dir(p),
-            filter: Filter::All,
+            // The usage cache is written there every few minutes; no tick reads it.
+            filter: Filter::AllBut(vec![crate::usage::cache::CACHE_NAME.into()]),
             key,
         });
     }
@@ -348,7 +349,7 @@ fn routes<'a>(layout: &Layout, profiles: impl Iterator<Item = &'a String>) -> Ve
     }
     routes.push(Route {
         dir: layout.sessions_dir(),
-        filter: Filter::All,
+        filter: Filter::AllBut(Vec::new()),
         key: Key::Sessions,
     });
     routes

@@ -127,8 +127,8 @@ pub enum Filter {
     TopLevel,
     /// Only the entry of this name (`~/.claude.json` in a home directory full of other files).
     Named(OsString),
-    /// Every change.
-    All,
+    /// Every change but to the entries of these names (a cache a tick never reads).
+    AllBut(Vec<OsString>),
 }
 
 impl Filter {
@@ -136,7 +136,7 @@ impl Filter {
         match self {
             Filter::TopLevel => is_entry_change(kind) || is_managed(&super::names::encode(name)),
             Filter::Named(wanted) => name == wanted.as_os_str(),
-            Filter::All => true,
+            Filter::AllBut(others) => !others.iter().any(|o| o.as_os_str() == name),
         }
     }
 }
@@ -240,6 +240,15 @@ fn is_not_found(e: &notify::Error) -> bool {
     }
 }
 
+/// Lock and temp entries, Claude Code's and this program's own (a merge takes Claude Code's lock
+/// directories, a write goes through a temp file): they come and go around a write whose own
+/// event (the rename of the file itself) is the change, so on their own they wake nothing, and
+/// a tick that takes a lock never wakes the next one.
+fn is_scratch(name: &std::ffi::OsStr) -> bool {
+    let name = super::names::encode(name);
+    name.starts_with(crate::fsx::TEMP_PREFIX) || super::names::is_lock_family(&name)
+}
+
 /// Whether an event of `kind` on `path` matters to `route`: an entry of its directory that its
 /// filter takes, or the directory itself (removed or moved away).
 fn touches<K>(route: &Route<K>, kind: &EventKind, path: &Path) -> bool {
@@ -247,7 +256,9 @@ fn touches<K>(route: &Route<K>, kind: &EventKind, path: &Path) -> bool {
         return true;
     }
     match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) if dir == route.dir => route.filter.matches(kind, name),
+        (Some(dir), Some(name)) if dir == route.dir => {
+            !is_scratch(name) && route.filter.matches(kind, name)
+        }
         _ => false,
     }
 }

@@ -133,8 +133,11 @@ impl Record {
     }
 }
 
+/// The name of the cache in a profile's directory.
+pub const CACHE_NAME: &str = "usage.json";
+
 pub fn cache_file(profile_dir: &Path) -> PathBuf {
-    profile_dir.join("usage.json")
+    profile_dir.join(CACHE_NAME)
 }
 
 fn lock_file(profile_dir: &Path) -> PathBuf {
