@@ -61,7 +61,7 @@ pub struct SyncReport {
     /// Set by a release that removed the runtime: full paths of the copies of the session's
     /// documents kept in its profile (`profiles/<profile>/claude.json.unmerged-<ms>.json`,
     /// `settings.json.unmerged-<ms>.json`), because their changes could not be merged into the
-    /// home's (it did not parse, or another writer kept the merge out) and the runtime's copy
+    /// home's (a copy did not parse, the home's or the runtime's own) and the runtime's copy
     /// went with the runtime.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_documents: Vec<String>,

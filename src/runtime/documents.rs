@@ -9,11 +9,15 @@
 //!
 //! Long-time users have a `~/.claude.json` of tens or hundreds of megabytes that Claude Code
 //! rewrites many times a minute, so a sync works on each top-level value as written (a raw slice
-//! of the text, never a tree of values) and remembers the last synced document as a digest per
-//! key, not as a copy. A tick with nothing changed reads no document; one after a rewrite reads
-//! the runtime's and the home's once each, compares values by their bytes, and writes the home
-//! from the slices it read, in Claude Code's own layout (`JSON.stringify(doc, null, 2)`), so what
-//! it did not change comes back byte for byte.
+//! of the text, never a tree of values) and the runtime's state remembers the last synced
+//! document as a digest per key, not as a copy. A tick with nothing changed reads no document.
+//! A one-shot tick after a rewrite reads the runtime's and the home's copy once each (the second
+//! scanned only where it differs from the first); a long-lived holder keeps each side's last
+//! text in its [`Cache`] and reads only the side whose stamp changed. Values are compared by
+//! their bytes, and the home is written piece by piece from the slices read, in Claude Code's
+//! own layout (`JSON.stringify(doc, null, 2)`), so what a sync did not change comes back byte
+//! for byte. A merge holds Claude Code's lock directories on both copies (the runtime's first)
+//! from before it reads until it has written.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -34,8 +38,8 @@ use crate::profile::ProfileConfig;
 use super::SyncReport;
 use super::account::{ACCOUNT_KEYS, load_account, save_account};
 
-/// How long a merge waits for Claude Code's lock on a home document before leaving the write
-/// to the next tick.
+/// How long a merge waits for each of Claude Code's locks (on the runtime's copy, then on the
+/// home's) before it leaves the whole merge to a later sync (`deferred`).
 const HOME_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What a tick last knew of one document.
@@ -940,11 +944,7 @@ fn sync_locked(
         new_runtime = Some((stamp, Known::of(&wanted, &sources)));
     }
     kept.home = new_home.or_else(|| home_now.zip(home_known.clone()));
-    kept.runtime = match new_runtime {
-        Some(k) => Some(k),
-        None if out.updated_runtime => None,
-        None => runtime_now.zip(current_known.cloned()),
-    };
+    kept.runtime = new_runtime.or_else(|| runtime_now.zip(current_known.cloned()));
     Ok(out)
 }
 

@@ -152,14 +152,27 @@ fn sync_runtime(
     if let Some(kc) = &layout.keychain {
         item::sync(kc, &item::service(layout, profile), &canonical, &mut report)?;
     }
-    // The home's two documents take every runtime's keys: merges into them never overlap.
-    let _store = StateLock::acquire(layout)?;
-    let docs = documents::sync_all(layout, profile, &config, &cfg, state, kept, &mut report)?;
+    let docs = sync_documents(layout, profile, &config, state, kept, &mut report)?;
     Ok(Pass {
         report,
         touched: touched || docs.touched,
         deferred: docs.deferred,
     })
+}
+
+/// The sync of the two documents, under the store lock: the home's take every runtime's keys,
+/// so merges into them never overlap.
+fn sync_documents(
+    layout: &Layout,
+    profile: &str,
+    config: &profile::ProfileConfig,
+    state: &mut RuntimeState,
+    kept: &mut documents::Cache,
+    report: &mut SyncReport,
+) -> Result<documents::Synced> {
+    let cfg = layout.runtime_config_dir(profile);
+    let _store = StateLock::acquire(layout)?;
+    documents::sync_all(layout, profile, config, &cfg, state, kept, report)
 }
 
 /// What one sync pass did.
@@ -172,40 +185,50 @@ struct Pass {
     deferred: bool,
 }
 
-/// How many passes a teardown makes while another writer holds a document back, and the pause
-/// between them: a few seconds in all, far longer than Claude Code holds its locks.
-const LAST_PASS_TRIES: u32 = 12;
+/// How many times a teardown syncs the documents again while another writer holds one back,
+/// and the pause between: a few seconds in all (each try waits at most 200 ms for each of
+/// Claude Code's locks), far longer than Claude Code holds them.
+const LAST_PASS_TRIES: u32 = 8;
 const LAST_PASS_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The last sync before a runtime goes: passes until no document write is held back, so what
-/// the session wrote reaches its place before its copy is removed; `lock_timeout` (the runtime
-/// left as it is) when another writer held one back the whole time.
+/// The last sync before a runtime goes: one whole pass, then the documents again while a write
+/// of theirs is held back, so what the session wrote reaches its place before its copy is
+/// removed; `lock_timeout` (the runtime left as it is) when another writer held one back the
+/// whole time.
 fn last_pass(layout: &Layout, profile: &str, state: &mut RuntimeState) -> Result<SyncReport> {
-    let mut report = SyncReport::default();
     let mut kept = documents::Cache::default();
-    for _ in 0..LAST_PASS_TRIES {
-        let pass = sync_runtime(
-            layout,
-            profile,
-            state,
-            &fake::Scope::Full,
-            &mut None,
-            &mut kept,
-        )?;
-        report.absorb(pass.report);
+    let pass = sync_runtime(
+        layout,
+        profile,
+        state,
+        &fake::Scope::Full,
+        &mut None,
+        &mut kept,
+    )?;
+    let mut report = pass.report;
+    let (mut touched, mut deferred) = (pass.touched, pass.deferred);
+    for tries in 0.. {
         // Recorded before the removal: a crash in between must not replay this merge of the
         // documents from a base that is already out of date.
-        if pass.touched {
+        if touched {
             save_state(layout, profile, state)?;
         }
-        if !pass.deferred {
-            // What still could not be merged (the home's document does not parse) is kept in
-            // the profile before the runtime goes.
-            let cfg = layout.runtime_config_dir(profile);
-            documents::keep_unmerged(&state.layout_for(layout), profile, &cfg, state, &mut report)?;
+        if deferred && tries == LAST_PASS_TRIES {
+            break;
+        }
+        if !deferred {
+            // What still could not be merged (a document that does not parse) is kept in the
+            // profile before the runtime goes.
+            let home = state.layout_for(layout).into_owned();
+            let cfg = home.runtime_config_dir(profile);
+            documents::keep_unmerged(&home, profile, &cfg, state, &mut report)?;
             return Ok(report);
         }
         std::thread::sleep(LAST_PASS_PAUSE);
+        let home = state.layout_for(layout).into_owned();
+        let config = profile::load_config(&home, profile)?;
+        let docs = sync_documents(&home, profile, &config, state, &mut kept, &mut report)?;
+        (touched, deferred) = (docs.touched, docs.deferred);
     }
     Err(crate::error::coded(
         crate::error::ErrorCode::LockTimeout,

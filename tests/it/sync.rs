@@ -663,3 +663,33 @@ both_modes!(
         assert!(!f.runtime("work").exists());
     }
 );
+
+both_modes!(
+    a_release_whose_last_sync_meets_claude_code_s_lock_on_the_home_keeps_the_runtime,
+    |mode: &str| {
+        let f = Fixture::new();
+        f.add_profile("work", Some("work"));
+        let a = f.acquire("work", mode);
+        edit_runtime_claude_json(&f, "work", |doc| {
+            doc.insert("sessionKey".into(), json!("kept"));
+        });
+        // A plain claude holds its lock on ~/.claude.json for longer than the release tries.
+        let lock = f.home().join(".claude.json.lock");
+        fs::create_dir(&lock).unwrap();
+        let r = f.request("release", json!({"session": session_of(&a)}));
+        let error = r.err("lock_timeout")["error"].clone();
+        assert_eq!(error["retryable"], json!(true), "{mode}: {error}");
+        assert!(f.runtime("work").exists(), "{mode}: the runtime stays");
+        let home: Value = serde_json::from_slice(&fs::read(f.claude_json()).unwrap()).unwrap();
+        assert!(
+            home.get("sessionKey").is_none(),
+            "{mode}: nothing written under the lock"
+        );
+        // Once the lock is let go, the release goes through and the key reaches the home.
+        fs::remove_dir(&lock).unwrap();
+        let r = f.release(&session_of(&a));
+        assert_eq!(r["runtime_removed"], json!(true), "{mode}: {r}");
+        let home: Value = serde_json::from_slice(&fs::read(f.claude_json()).unwrap()).unwrap();
+        assert_eq!(home["sessionKey"], json!("kept"), "{mode}");
+    }
+);
